@@ -87,7 +87,9 @@ impl FieldDef {
             }
             FieldKind::Month => DataType::Date32,
             FieldKind::Flag => DataType::Boolean,
-            FieldKind::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            FieldKind::Timestamp => {
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()))
+            }
         }
     }
 

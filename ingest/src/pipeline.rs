@@ -1,0 +1,438 @@
+//! The ingest pipeline: file -> rows -> canonical rows -> pseudonymised rows -> staged Parquet ->
+//! atomic commit; and consent withdrawal.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ctstats_schemas::SCHEMA_VERSION;
+use ctstats_schemas::countries;
+use ctstats_schemas::manifest::{BatchEntry, WithdrawalEntry};
+use serde::Serialize;
+
+use crate::dataset::{Commit, Dataset, record_keys_at};
+use crate::error::{Error, Result};
+use crate::keys::{PurposeKeys, Secret};
+use crate::map::{Mapper, RowIssue};
+use crate::profile::Profile;
+use crate::read::{self, Format, Progress, ReadOptions};
+use crate::report::{FileProblem, IngestReport, Status};
+use crate::writer::{BatchConstants, BatchWriter, OutputRow};
+
+/// What to ingest, for whom, and how.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    pub path: PathBuf,
+    pub organisation: String,
+    /// Reporting mission as ISO alpha-2 or alpha-3.
+    pub mission: String,
+    pub profile: Profile,
+    pub read: ReadOptions,
+    /// Commit the valid rows even when some are invalid.
+    pub accept_valid: bool,
+    /// The ingest clock: stamps the batch and bounds dates from above.
+    pub now: DateTime<Utc>,
+}
+
+/// Check an organisation id: it is stored with every record and shown in reports.
+pub fn check_organisation(org: &str) -> Result<()> {
+    let ok = !org.trim().is_empty()
+        && org.chars().count() <= 100
+        && !org.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "organisation",
+            message:
+                "an organisation id is 1 to 100 characters, without control characters or slashes"
+                    .into(),
+        })
+    }
+}
+
+/// The mission as an alpha-3 code.
+pub fn check_mission(mission: &str) -> Result<&'static str> {
+    countries::lookup(mission)
+        .map(|c| c.alpha3)
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "mission",
+            message: "the reporting mission is an ISO 3166-1 country code, such as KGZ or KG"
+                .into(),
+        })
+}
+
+/// The first 64 bits of a pseudonym, for compact duplicate detection.
+fn fingerprint(pseudonym: &str) -> u64 {
+    u64::from_str_radix(&pseudonym[..16], 16).expect("pseudonyms are hex")
+}
+
+fn content_hash(keys: &PurposeKeys, req: &IngestRequest) -> Result<String> {
+    let mut hasher = keys.content_hasher();
+    let mut file = File::open(&req.path).map_err(Error::io(&req.path))?;
+    std::io::copy(&mut file, &mut hasher).map_err(Error::io(&req.path))?;
+    Ok(hasher.finalize().to_hex()[..32].to_string())
+}
+
+/// Ingest one file into the dataset. Row problems go in the report; an `Err` means the dataset
+/// could not be changed (I/O, a wrong key) and nothing was committed.
+pub fn ingest(
+    dataset: &Dataset,
+    secret: &Secret,
+    req: &IngestRequest,
+    progress: &Progress,
+) -> Result<IngestReport> {
+    check_organisation(&req.organisation)?;
+    let mission = check_mission(&req.mission)?;
+    let keys = secret.purpose_keys();
+    let lock = dataset.lock()?;
+    let manifest = dataset.manifest()?;
+    if let Some(existing) = &manifest.key_id
+        && existing != keys.key_id()
+    {
+        return Err(Error::KeyMismatch {
+            dataset: existing.clone(),
+            given: keys.key_id().to_string(),
+        });
+    }
+
+    let hash = content_hash(&keys, req)?;
+    let mut report = IngestReport {
+        status: Status::Rejected,
+        batch_id: None,
+        duplicate_of: None,
+        organisation: req.organisation.clone(),
+        reporting_mission: mission.to_string(),
+        format: req.read.format.name().to_string(),
+        encoding: None,
+        profile: req.profile.name.clone(),
+        policy: if req.accept_valid {
+            "accept_valid"
+        } else {
+            "reject_batch_on_any_invalid_row"
+        },
+        rows_read: 0,
+        rows_valid: 0,
+        rows_invalid: 0,
+        rows_committed: 0,
+        rows_superseding: 0,
+        person_link_quality: Default::default(),
+        file_problem: None,
+        issues_by_rule: Default::default(),
+        issues_total: 0,
+        issues: Vec::new(),
+        columns: Default::default(),
+        key_id: keys.key_id().to_string(),
+    };
+    if let Some(dup) = manifest
+        .batches
+        .iter()
+        .find(|b| b.organisation == req.organisation && b.content_hash == hash)
+    {
+        report.status = Status::Duplicate;
+        report.duplicate_of = Some(dup.batch_id.clone());
+        return Ok(report);
+    }
+
+    let seq = manifest.batches.last().map_or(1, |b| b.seq + 1);
+    let batch_id = format!("{seq:06}-{}", &hash[..8]);
+    let staging = dataset.staging(&lock, &batch_id)?;
+    let constants = BatchConstants {
+        batch_id: batch_id.clone(),
+        organisation: req.organisation.clone(),
+        reporting_mission: mission.to_string(),
+        key_id: keys.key_id().to_string(),
+        ingested_at: req.now,
+    };
+    let mut writer = BatchWriter::new(&staging, constants);
+    let seen = match stream_rows(req, &keys, &hash, &mut writer, &mut report, progress)? {
+        Some(seen) => seen,
+        None => {
+            std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
+            return Ok(report);
+        }
+    };
+    let reject = report.file_problem.is_some()
+        || report.rows_valid == 0
+        || (report.rows_invalid > 0 && !req.accept_valid);
+    if reject {
+        if report.rows_read == 0 && report.file_problem.is_none() {
+            report.file_problem = Some(FileProblem {
+                row: None,
+                column: None,
+                rule: "no_rows".into(),
+                message: "the file has a header but no rows".into(),
+            });
+        }
+        drop(writer);
+        std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
+        return Ok(report);
+    }
+    let files = writer.finish()?;
+
+    // Corrections: records of earlier batches with a record key this batch also has.
+    let mut candidates = HashSet::new();
+    for batch in manifest
+        .batches
+        .iter()
+        .filter(|b| b.organisation == req.organisation)
+    {
+        for file in &batch.files {
+            candidates.extend(
+                dataset
+                    .record_keys(file)?
+                    .into_iter()
+                    .filter(|k| seen.contains_key(&fingerprint(k))),
+            );
+        }
+    }
+    let mut superseded = HashSet::new();
+    if !candidates.is_empty() {
+        for f in &files {
+            superseded.extend(
+                record_keys_at(&staging.join(&f.relative))?
+                    .into_iter()
+                    .filter(|k| candidates.contains(k)),
+            );
+        }
+    }
+    let replacements = if superseded.is_empty() {
+        Vec::new()
+    } else {
+        dataset.rewrites_for(&staging, &manifest, &req.organisation, &superseded)?
+    };
+    report.rows_superseding = replacements.iter().map(|r| r.rows_removed).sum();
+
+    let entry = BatchEntry {
+        batch_id: batch_id.clone(),
+        seq,
+        organisation: req.organisation.clone(),
+        reporting_mission: mission.to_string(),
+        format: req.read.format.name().to_string(),
+        profile: req.profile.name.clone(),
+        content_hash: hash,
+        rows_read: report.rows_read,
+        rows_accepted: report.rows_valid,
+        rows_rejected: report.rows_invalid,
+        rows_superseding: report.rows_superseding,
+        schema_version: SCHEMA_VERSION.to_string(),
+        key_id: keys.key_id().to_string(),
+        committed_at: req.now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        files: Vec::new(),
+    };
+    let commit = Commit {
+        batch: Some((entry, files)),
+        replacements,
+        withdrawal: None,
+        key_id: Some(keys.key_id().to_string()),
+    };
+    dataset.commit(&lock, &staging, commit)?;
+    report.status = Status::Committed;
+    report.batch_id = Some(batch_id);
+    report.rows_committed = report.rows_valid;
+    tracing::info!(
+        batch = report.batch_id.as_deref().unwrap_or_default(),
+        rows = report.rows_committed,
+        "batch committed"
+    );
+    Ok(report)
+}
+
+/// Read, map, validate and pseudonymise every row into `writer`. Returns the fingerprints of
+/// the record keys written (for corrections), or `None` when the file cannot be read at all.
+fn stream_rows(
+    req: &IngestRequest,
+    keys: &PurposeKeys,
+    hash: &str,
+    writer: &mut BatchWriter,
+    report: &mut IngestReport,
+    progress: &Progress,
+) -> Result<Option<HashMap<u64, u64>>> {
+    let mut source = match read::open(&req.path, &req.read, progress.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            report.file_problem = Some(FileProblem {
+                row: e.row,
+                column: e.column,
+                rule: e.rule.into(),
+                message: e.message,
+            });
+            return Ok(None);
+        }
+    };
+    report.encoding = source.encoding().map(str::to_string);
+    let mut mapper = Mapper::new(
+        &req.profile,
+        req.now.date_naive(),
+        format!("row:{}", &hash[..16]),
+    );
+    // JSON Lines files have no header: a key may first appear in a later line, so a missing
+    // column is checked row by row there ("required") rather than refused up front.
+    let lenient_header = req.read.format == Format::Jsonl;
+    if let Err(e) = mapper.set_header(source.header())
+        && !lenient_header
+    {
+        report.file_problem = Some(FileProblem {
+            row: Some(1),
+            column: None,
+            rule: e.rule.into(),
+            message: e.message,
+        });
+        report.columns = mapper.column_use().clone();
+        return Ok(None);
+    }
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    let mut writing = true;
+    while let Some(next) = source.next_row() {
+        let row = match next {
+            Ok(row) => row,
+            Err(e) if e.fatal => {
+                report.file_problem = Some(FileProblem {
+                    row: e.row,
+                    column: e.column,
+                    rule: e.rule.into(),
+                    message: e.message,
+                });
+                break;
+            }
+            Err(e) => {
+                report.rows_read += 1;
+                report.rows_invalid += 1;
+                let issue = RowIssue {
+                    row: e.row.unwrap_or_default(),
+                    column: e.column.unwrap_or_default(),
+                    rule: e.rule,
+                    message: e.message,
+                };
+                report.add_issues(vec![issue]);
+                writing &= req.accept_valid;
+                continue;
+            }
+        };
+        report.rows_read += 1;
+        if lenient_header {
+            let _ = mapper.set_header(source.header());
+        }
+        let mapped = match mapper.map(row.number, &row.values) {
+            Ok(m) => m,
+            Err(issues) => {
+                report.rows_invalid += 1;
+                report.add_issues(issues);
+                writing &= req.accept_valid;
+                continue;
+            }
+        };
+        let record_key = keys.record_key(&req.organisation, &mapped.local_case_id);
+        if let Some(first) = seen.get(&fingerprint(&record_key)) {
+            report.rows_invalid += 1;
+            report.add_issues(vec![RowIssue {
+                row: row.number,
+                column: mapper_column(&mapper, &req.profile),
+                rule: "duplicate_case_id",
+                message: format!("the case id is already used in row {first} of this file"),
+            }]);
+            writing &= req.accept_valid;
+            continue;
+        }
+        seen.insert(fingerprint(&record_key), row.number);
+        let (person_key, quality) = keys.person_key(&mapped.identity.link_material(), &record_key);
+        report.rows_valid += 1;
+        *report
+            .person_link_quality
+            .entry(quality_name(quality))
+            .or_default() += 1;
+        if writing {
+            let registration = mapped.registration_month();
+            let out = OutputRow {
+                fields: mapped.fields,
+                record_key,
+                person_key,
+                person_link_quality: ctstats_schemas::codes::CodeList::name(quality),
+            };
+            writer.push(out, registration)?;
+        }
+    }
+    report.columns = mapper.column_use().clone();
+    Ok(Some(seen))
+}
+
+fn quality_name(q: ctstats_schemas::codes::PersonLinkQuality) -> String {
+    ctstats_schemas::codes::CodeList::name(q).to_string()
+}
+
+fn mapper_column(mapper: &Mapper<'_>, profile: &Profile) -> String {
+    mapper
+        .column_use()
+        .mapped
+        .iter()
+        .find(|(_, target)| target == "local_case_id")
+        .map(|(col, _)| col.clone())
+        .unwrap_or_else(|| {
+            if profile.case_id_from_row {
+                "(row)".into()
+            } else {
+                "local_case_id".into()
+            }
+        })
+}
+
+/// What a withdrawal removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WithdrawReport {
+    pub organisation: String,
+    pub rows_removed: u64,
+    pub files_rewritten: usize,
+}
+
+/// Remove every record of `organisation`'s case `case_id` from the dataset (consent withdrawal).
+pub fn withdraw(
+    dataset: &Dataset,
+    secret: &Secret,
+    organisation: &str,
+    case_id: &str,
+    now: DateTime<Utc>,
+) -> Result<WithdrawReport> {
+    check_organisation(organisation)?;
+    let keys = secret.purpose_keys();
+    let lock = dataset.lock()?;
+    let manifest = dataset.manifest()?;
+    if let Some(existing) = &manifest.key_id
+        && existing != keys.key_id()
+    {
+        return Err(Error::KeyMismatch {
+            dataset: existing.clone(),
+            given: keys.key_id().to_string(),
+        });
+    }
+    let record_key = keys.record_key(organisation, case_id);
+    let staging = dataset.staging(&lock, &format!("withdraw-{}", manifest.generation + 1))?;
+    let remove: HashSet<String> = [record_key.clone()].into();
+    let replacements = dataset.rewrites_for(&staging, &manifest, organisation, &remove)?;
+    let rows_removed: u64 = replacements.iter().map(|r| r.rows_removed).sum();
+    if rows_removed == 0 {
+        std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
+        return Err(Error::NoSuchRecord {
+            organisation: organisation.into(),
+        });
+    }
+    let files_rewritten = replacements.len();
+    let withdrawal = WithdrawalEntry {
+        organisation: organisation.into(),
+        record_key,
+        rows_removed,
+        at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    };
+    let commit = Commit {
+        batch: None,
+        replacements,
+        withdrawal: Some(withdrawal),
+        key_id: None,
+    };
+    dataset.commit(&lock, &staging, commit)?;
+    Ok(WithdrawReport {
+        organisation: organisation.into(),
+        rows_removed,
+        files_rewritten,
+    })
+}

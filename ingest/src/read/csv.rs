@@ -1,0 +1,694 @@
+//! CSV reader, plus the text-input plumbing and cell helpers the other readers share.
+//!
+//! A CSV file is read as a stream: file → [`CountingReader`] (progress) → decoder to UTF-8 →
+//! [`LineGuard`] (memory cap) → `csv::Reader`. The encoding and the delimiter are sniffed from the
+//! first 64 KiB when the options do not fix them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::path::Path;
+
+use chardetng::EncodingDetector;
+use csv::{ByteRecord, Position};
+use encoding_rs::{Encoding, UTF_8};
+use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
+
+use super::{CountingReader, Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+
+/// How many leading bytes are sniffed for the encoding and the delimiter.
+const SAMPLE_BYTES: u64 = 64 * 1024;
+
+/// Delimiters tried when sniffing, in order of preference on ties.
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+pub(super) fn open(
+    path: &Path,
+    options: &ReadOptions,
+    progress: Progress,
+) -> Result<Box<dyn RowSource>, ReadError> {
+    let input = open_text(path, options, progress, true)?;
+    let delimiter = options
+        .delimiter
+        .unwrap_or_else(|| sniff_delimiter(&input.sample));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(input.reader);
+    let mut record = ByteRecord::new();
+    let header = read_header(&mut reader, &mut record, &options.limits)?;
+    Ok(Box::new(CsvSource {
+        reader,
+        header,
+        record,
+        encoding: input.encoding,
+        limits: options.limits,
+        done: false,
+    }))
+}
+
+/// Rows of a CSV file.
+#[derive(Debug)]
+struct CsvSource {
+    reader: csv::Reader<TextReader>,
+    header: Vec<String>,
+    record: ByteRecord,
+    encoding: &'static Encoding,
+    limits: Limits,
+    done: bool,
+}
+
+impl RowSource for CsvSource {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>> {
+        while !self.done {
+            // Where the record about to be read starts (or a blank line before it).
+            let start_line = self.reader.position().line();
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    self.reader.get_mut().start_record();
+                    if let Some(row) = self.convert() {
+                        return Some(row);
+                    }
+                }
+                Err(err) => {
+                    self.done = true;
+                    return Some(Err(csv_failure(err, start_line)));
+                }
+            }
+        }
+        None
+    }
+
+    fn encoding(&self) -> Option<&'static str> {
+        Some(self.encoding.name())
+    }
+}
+
+impl CsvSource {
+    /// The current record as a row; `None` when all its cells are blank.
+    fn convert(&self) -> Option<Result<SourceRow, ReadError>> {
+        let cells: Vec<Cow<'_, str>> = self.record.iter().map(String::from_utf8_lossy).collect();
+        if cells.iter().all(|cell| cell.trim().is_empty()) {
+            return None;
+        }
+        let number = self.record.position().map_or(0, Position::line);
+        Some(self.row(number, &cells))
+    }
+
+    fn row(&self, number: u64, cells: &[Cow<'_, str>]) -> Result<SourceRow, ReadError> {
+        if cells.len() > self.header.len() {
+            return Err(ReadError::in_row(
+                number,
+                None,
+                "field_count",
+                format!(
+                    "the row has {} fields but the header has {} columns; check the delimiter and quote \
+                     cells that contain it",
+                    cells.len(),
+                    self.header.len()
+                ),
+            ));
+        }
+        let mut values = cells
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| {
+                text_cell(cell, number, &self.limits, || {
+                    column_label(&self.header, index)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        values.resize(self.header.len(), None);
+        Ok(SourceRow { number, values })
+    }
+}
+
+/// Reads the first record as the header: names trimmed, BOM stripped, checked.
+fn read_header(
+    reader: &mut csv::Reader<TextReader>,
+    record: &mut ByteRecord,
+    limits: &Limits,
+) -> Result<Vec<String>, ReadError> {
+    match reader.read_byte_record(record) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ReadError::fatal(
+                "empty_file",
+                "the file has no header and no rows",
+            ));
+        }
+        Err(err) => return Err(csv_failure(err, 1)),
+    }
+    reader.get_mut().start_record();
+    let header: Vec<String> = record
+        .iter()
+        .map(|name| {
+            String::from_utf8_lossy(name)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    check_header(&header, limits)?;
+    Ok(header)
+}
+
+/// Converts a `csv` error; `next_line` is the line the unfinished record started on.
+fn csv_failure(err: csv::Error, next_line: u64) -> ReadError {
+    match err.into_kind() {
+        csv::ErrorKind::Io(err) => io_failure(&err, next_line),
+        _ => ReadError::fatal("read_error", "the CSV structure could not be parsed"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the readers.
+
+/// Rejects a header with more than `limits.max_columns` columns or a repeated non-empty name.
+pub(super) fn check_header(header: &[String], limits: &Limits) -> Result<(), ReadError> {
+    if header.len() > limits.max_columns {
+        return Err(ReadError::fatal(
+            "too_many_columns",
+            format!(
+                "the header has {} columns; at most {} are allowed",
+                header.len(),
+                limits.max_columns
+            ),
+        ));
+    }
+    for (index, name) in header.iter().enumerate() {
+        // Profiles match column names ignoring case, so "Gender" and "gender" would be ambiguous.
+        let folded = name.to_lowercase();
+        if !name.is_empty() && header[..index].iter().any(|h| h.to_lowercase() == folded) {
+            let mut err = ReadError::fatal(
+                "duplicate_column",
+                format!(
+                    "the column name {name:?} appears more than once in the header; rename one of them"
+                ),
+            );
+            err.column = Some(name.clone());
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// The name errors use for column `index`: its header name, or its position when unnamed.
+pub(super) fn column_label(header: &[String], index: usize) -> String {
+    match header.get(index) {
+        Some(name) if !name.is_empty() => name.clone(),
+        _ => format!("#{}", index + 1),
+    }
+}
+
+/// A cell's text, trimmed: `None` when blank, a `cell_too_large` error when over the limit.
+pub(super) fn text_cell(
+    raw: &str,
+    row: u64,
+    limits: &Limits,
+    column: impl FnOnce() -> String,
+) -> Result<Option<String>, ReadError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        Ok(None)
+    } else if value.len() > limits.max_cell_bytes {
+        Err(ReadError::in_row(
+            row,
+            Some(column()),
+            "cell_too_large",
+            format!(
+                "the cell holds {} bytes; at most {} are allowed",
+                value.len(),
+                limits.max_cell_bytes
+            ),
+        ))
+    } else {
+        Ok(Some(value.to_owned()))
+    }
+}
+
+/// A decoded, guarded text stream over a file.
+pub(super) type TextReader = LineGuard<DecodeReaderBytes<CountingReader<File>, Vec<u8>>>;
+
+/// An opened text file.
+#[derive(Debug)]
+pub(super) struct TextInput {
+    /// The decoded (UTF-8) stream, from the start of the file.
+    pub reader: TextReader,
+    pub encoding: &'static Encoding,
+    /// The first 64 KiB or less, decoded, BOM removed (the last character may be cut).
+    pub sample: String,
+}
+
+/// Opens a text file: picks its encoding (options, then BOM, then sniffing) and builds the stream.
+/// `record_limit` also caps a record spanning several lines (see [`LineGuard::start_record`]).
+pub(super) fn open_text(
+    path: &Path,
+    options: &ReadOptions,
+    progress: Progress,
+    record_limit: bool,
+) -> Result<TextInput, ReadError> {
+    let mut file = File::open(path).map_err(|err| cannot_open(&err))?;
+    let mut sample = Vec::new();
+    file.by_ref()
+        .take(SAMPLE_BYTES)
+        .read_to_end(&mut sample)
+        .and_then(|_| file.rewind())
+        .map_err(|err| io_failure(&err, 1))?;
+    let complete = (sample.len() as u64) < SAMPLE_BYTES;
+    let encoding = options
+        .encoding
+        .unwrap_or_else(|| detect_encoding(&sample, complete));
+    let decoder = DecodeReaderBytesBuilder::new()
+        .encoding(Some(encoding))
+        .build(CountingReader::new(file, progress));
+    let mut reader = LineGuard::new(decoder, options.limits.max_line_bytes);
+    reader.record_limit = record_limit;
+    Ok(TextInput {
+        reader,
+        encoding,
+        sample: encoding.decode_with_bom_removal(&sample).0.into_owned(),
+    })
+}
+
+/// The encoding of a file starting with `sample` (`complete` when it is the whole file).
+pub(super) fn detect_encoding(sample: &[u8], complete: bool) -> &'static Encoding {
+    if let Some((encoding, _)) = Encoding::for_bom(sample) {
+        return encoding;
+    }
+    match std::str::from_utf8(sample) {
+        Ok(_) => UTF_8,
+        // A character cut by the end of the sample.
+        Err(err) if err.error_len().is_none() && !complete => UTF_8,
+        Err(_) => {
+            let mut detector = EncodingDetector::new();
+            detector.feed(sample, complete);
+            // No TLD hint: a `ru` hint turns Polish windows-1250 into windows-1251, while the
+            // generic guess still gets Cyrillic windows-1251 right.
+            detector.guess(None, false)
+        }
+    }
+}
+
+/// The most frequent of `,` `;` tab `|` outside quotes on the first line of `sample`.
+pub(super) fn sniff_delimiter(sample: &str) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for byte in sample.bytes() {
+        match byte {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            _ if !quoted => {
+                if let Some(slot) = DELIMITERS.iter().position(|&d| d == byte) {
+                    counts[slot] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let best = (0..DELIMITERS.len()).fold(0, |best, slot| {
+        if counts[slot] > counts[best] {
+            slot
+        } else {
+            best
+        }
+    });
+    DELIMITERS[best]
+}
+
+/// A fatal error for a file that cannot be opened.
+pub(super) fn cannot_open(err: &io::Error) -> ReadError {
+    ReadError::fatal(
+        "cannot_open",
+        format!("the file could not be opened: {err}"),
+    )
+}
+
+/// Converts an I/O error from a text stream; `record_line` is where the current record started.
+pub(super) fn io_failure(err: &io::Error, record_line: u64) -> ReadError {
+    let overflow = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Overflow>());
+    let Some(overflow) = overflow else {
+        return ReadError::fatal("read_error", format!("the file could not be read: {err}"));
+    };
+    let row = match overflow {
+        Overflow::Line { line, .. } => *line,
+        Overflow::Record { .. } => record_line,
+    };
+    let mut error = ReadError::fatal("line_too_long", overflow.to_string());
+    error.row = Some(row);
+    error
+}
+
+/// Why a [`LineGuard`] stopped the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Overflow {
+    /// Line `line` (from 1) is longer than `max` bytes.
+    Line { line: u64, max: usize },
+    /// A record spanning several lines is longer than `max` bytes.
+    Record { max: usize },
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Overflow::Line { max, .. } => write!(
+                f,
+                "a line is longer than {max} bytes; the file may not be a text file of this format, \
+                 or it needs a larger line limit"
+            ),
+            Overflow::Record { max } => write!(
+                f,
+                "a record is longer than {max} bytes; a quote is probably not closed (a quoted cell \
+                 runs to the end of the file)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Overflow {}
+
+/// A reader that stops with [`Overflow`] instead of handing out a line (or, with `record_limit`,
+/// a record) longer than `max` bytes, so a parser above it never buffers more than that. The
+/// bytes before the overflow are handed out first; every read after it fails.
+#[derive(Debug)]
+pub(super) struct LineGuard<R> {
+    inner: R,
+    max: usize,
+    /// Bytes since the last `\n` or `\r`.
+    line_len: usize,
+    /// `\n` seen so far.
+    lines: u64,
+    /// Bytes since the last [`LineGuard::start_record`].
+    record_len: usize,
+    record_limit: bool,
+    overflow: Option<Overflow>,
+}
+
+impl<R> LineGuard<R> {
+    pub(super) fn new(inner: R, max: usize) -> Self {
+        LineGuard {
+            inner,
+            max,
+            line_len: 0,
+            lines: 0,
+            record_len: 0,
+            record_limit: false,
+            overflow: None,
+        }
+    }
+
+    /// Marks the start of a record. Approximate: a parser's read-ahead is counted towards the
+    /// record being read when it is fetched.
+    pub(super) fn start_record(&mut self) {
+        self.record_len = 0;
+    }
+
+    /// How many leading bytes of `chunk` stay within the limits; records the overflow if any.
+    fn accept(&mut self, chunk: &[u8]) -> usize {
+        for (index, &byte) in chunk.iter().enumerate() {
+            self.record_len += 1;
+            if self.record_limit && self.record_len > self.max {
+                self.overflow = Some(Overflow::Record { max: self.max });
+                return index;
+            }
+            match byte {
+                b'\n' => {
+                    self.lines += 1;
+                    self.line_len = 0;
+                }
+                b'\r' => self.line_len = 0,
+                _ => self.line_len += 1,
+            }
+            if self.line_len > self.max {
+                let line = self.lines + 1;
+                self.overflow = Some(Overflow::Line {
+                    line,
+                    max: self.max,
+                });
+                return index;
+            }
+        }
+        chunk.len()
+    }
+}
+
+impl<R: Read> Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(overflow) = self.overflow {
+            return Err(io::Error::other(overflow));
+        }
+        let n = self.inner.read(buf)?;
+        let accepted = self.accept(&buf[..n]);
+        match self.overflow {
+            Some(overflow) if accepted == 0 => Err(io::Error::other(overflow)),
+            _ => Ok(accepted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::super::{Format, Limits, ReadOptions, RowSource, open};
+    use super::*;
+
+    fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new()
+            .suffix(".csv")
+            .tempfile()
+            .expect("temp file");
+        file.write_all(bytes).expect("write temp file");
+        file
+    }
+
+    fn read(
+        bytes: &[u8],
+        options: &ReadOptions,
+    ) -> (Box<dyn RowSource>, Vec<Result<SourceRow, ReadError>>) {
+        let file = file_with(bytes);
+        let mut source = open(file.path(), options, Progress::default()).expect("open");
+        let rows = std::iter::from_fn(|| source.next_row()).collect();
+        (source, rows)
+    }
+
+    fn csv_options() -> ReadOptions {
+        ReadOptions::new(Format::Csv)
+    }
+
+    fn some(values: &[&str]) -> Vec<Option<String>> {
+        values
+            .iter()
+            .map(|v| (!v.is_empty()).then(|| (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn utf8_bom_comma() {
+        let (source, rows) = read(
+            "\u{feff}Name , Age\nAnna, 31 \n\n, \nБорис,\n".as_bytes(),
+            &csv_options(),
+        );
+        assert_eq!(source.header(), ["Name", "Age"]);
+        assert_eq!(source.encoding(), Some("UTF-8"));
+        let rows: Vec<_> = rows.into_iter().map(|r| r.expect("row")).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            SourceRow {
+                number: 2,
+                values: some(&["Anna", "31"])
+            }
+        );
+        assert_eq!(
+            rows[1],
+            SourceRow {
+                number: 5,
+                values: some(&["Борис", ""])
+            }
+        );
+    }
+
+    #[test]
+    fn semicolon_sniffed_and_short_rows_padded() {
+        let (source, rows) = read(b"a;b;\"c,d\"\n1;2;3\n4\n", &csv_options());
+        assert_eq!(source.header(), ["a", "b", "c,d"]);
+        let rows: Vec<_> = rows.into_iter().map(|r| r.expect("row")).collect();
+        assert_eq!(rows[0].values, some(&["1", "2", "3"]));
+        assert_eq!(rows[1].values, some(&["4", "", ""]));
+    }
+
+    #[test]
+    fn windows_1251_detected() {
+        let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode("Фамилия;Имя\nАсанова;Айгуль\n");
+        let (source, rows) = read(&bytes, &csv_options());
+        assert_eq!(source.encoding(), Some("windows-1251"));
+        assert_eq!(source.header(), ["Фамилия", "Имя"]);
+        let row = rows.into_iter().next().expect("one row").expect("row");
+        assert_eq!(
+            row,
+            SourceRow {
+                number: 2,
+                values: some(&["Асанова", "Айгуль"])
+            }
+        );
+    }
+
+    #[test]
+    fn explicit_encoding_wins() {
+        let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode("Имя\nАйгуль\n");
+        let mut options = csv_options();
+        options.encoding = Some(encoding_rs::KOI8_R);
+        let (source, _) = read(&bytes, &options);
+        assert_eq!(source.encoding(), Some("KOI8-R"));
+    }
+
+    #[test]
+    fn utf16_bom() {
+        let mut bytes = vec![0xFF, 0xFE];
+        for unit in "id,имя\n1,Айгуль\n".encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        let (source, rows) = read(&bytes, &csv_options());
+        assert_eq!(source.encoding(), Some("UTF-16LE"));
+        assert_eq!(source.header(), ["id", "имя"]);
+        assert_eq!(
+            rows[0].as_ref().expect("row").values,
+            some(&["1", "Айгуль"])
+        );
+    }
+
+    #[test]
+    fn too_many_fields_is_a_row_error() {
+        let (_, rows) = read(b"a,b\n1,2,3\n4,5\n", &csv_options());
+        let err = rows[0].as_ref().expect_err("field count");
+        assert_eq!(
+            (err.rule, err.row, err.fatal),
+            ("field_count", Some(2), false)
+        );
+        assert_eq!(rows[1].as_ref().expect("row").values, some(&["4", "5"]));
+    }
+
+    #[test]
+    fn large_cell_is_a_row_error_without_the_value() {
+        let mut options = csv_options();
+        options.limits.max_cell_bytes = 4;
+        let (_, rows) = read(b"name,age\nsecret,1\n", &options);
+        let err = rows[0].as_ref().expect_err("too large");
+        assert_eq!(
+            (err.rule, err.column.as_deref()),
+            ("cell_too_large", Some("name"))
+        );
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn quoted_newlines_keep_start_line_numbers() {
+        let (_, rows) = read(b"a,b\n\"x\ny\",1\n2,3\n", &csv_options());
+        let rows: Vec<_> = rows.into_iter().map(|r| r.expect("row")).collect();
+        assert_eq!(
+            rows[0],
+            SourceRow {
+                number: 2,
+                values: some(&["x\ny", "1"])
+            }
+        );
+        assert_eq!(rows[1].number, 4);
+    }
+
+    #[test]
+    fn long_line_is_fatal() {
+        let mut options = csv_options();
+        options.limits = Limits {
+            max_line_bytes: 64,
+            ..Limits::default()
+        };
+        let mut bytes = b"a,b\n1,2\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 100_000));
+        bytes.extend_from_slice(b"\n3,4\n");
+        let (_, rows) = read(&bytes, &options);
+        assert_eq!(rows[0].as_ref().expect("row").values, some(&["1", "2"]));
+        let err = rows[1].as_ref().expect_err("line too long");
+        assert_eq!(
+            (err.rule, err.fatal, err.row),
+            ("line_too_long", true, Some(3))
+        );
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn unclosed_quote_is_fatal() {
+        let mut options = csv_options();
+        options.limits = Limits {
+            max_line_bytes: 1000,
+            ..Limits::default()
+        };
+        let mut bytes = b"a,b\n1,\"open\n".to_vec();
+        bytes.extend("short line\n".repeat(1000).bytes());
+        let (_, rows) = read(&bytes, &options);
+        let err = rows[0].as_ref().expect_err("record too long");
+        assert_eq!(
+            (err.rule, err.fatal, err.row),
+            ("line_too_long", true, Some(2))
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        let file = file_with(b"a,b,a\n1,2,3\n");
+        let err = open(file.path(), &csv_options(), Progress::default())
+            .err()
+            .expect("duplicate");
+        assert_eq!(
+            (err.rule, err.column.as_deref()),
+            ("duplicate_column", Some("a"))
+        );
+
+        let mut options = csv_options();
+        options.limits.max_columns = 2;
+        let file = file_with(b"a,b,c\n");
+        let err = open(file.path(), &options, Progress::default())
+            .err()
+            .expect("too many");
+        assert_eq!(err.rule, "too_many_columns");
+
+        let file = file_with(b"\xEF\xBB\xBF");
+        let err = open(file.path(), &csv_options(), Progress::default())
+            .err()
+            .expect("empty");
+        assert_eq!((err.rule, err.fatal), ("empty_file", true));
+    }
+
+    #[test]
+    fn progress_counts_the_file() {
+        let bytes = b"a\tb\n1\t2\n";
+        let file = file_with(bytes);
+        let progress = Progress::default();
+        let mut source = open(file.path(), &csv_options(), progress.clone()).expect("open");
+        assert_eq!(source.header(), ["a", "b"]);
+        while source.next_row().is_some() {}
+        assert_eq!(progress.bytes(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff_delimiter("a|b|c\n1,2,3,4,5"), b'|');
+        assert_eq!(sniff_delimiter("\"a;b;c\",d\n"), b',');
+        assert_eq!(sniff_delimiter("single"), b',');
+        // A cut multi-byte character at the end of a partial sample is still UTF-8.
+        assert_eq!(detect_encoding(&"Айгуль".as_bytes()[..5], false), UTF_8);
+        assert_ne!(detect_encoding(&"Айгуль".as_bytes()[..5], true), UTF_8);
+        let (polish, _, _) =
+            encoding_rs::WINDOWS_1250.encode("Nazwisko;Imię\nKowalska;Łucja\nŻółć;Gęś\n");
+        assert_eq!(detect_encoding(&polish, true), encoding_rs::WINDOWS_1250);
+    }
+}

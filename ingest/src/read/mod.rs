@@ -1,0 +1,220 @@
+//! Readers for NGO batch files: CSV, Excel (.xlsx), JSON Lines and Parquet.
+//!
+//! Every reader turns a file into a header and a stream of rows of optional strings, numbered as
+//! the NGO sees them (CSV: the line the record starts on, header = 1; Excel: the sheet row; JSON
+//! Lines: the line; Parquet: the record, from 1). Rows are produced one at a time so memory stays
+//! bounded whatever the file size; `Limits` caps what one cell, one line or the header may hold.
+//!
+//! Readers never interpret values: mapping to the canonical record is the profile's job. They also
+//! never put a cell's value in an error: errors name row, column and rule only.
+
+mod csv;
+mod jsonl;
+mod parquet;
+mod xlsx;
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// The file formats ctstats reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Xlsx,
+    Jsonl,
+    Parquet,
+}
+
+impl Format {
+    /// The format a file name's extension implies.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Format::from_name(&ext)
+    }
+
+    /// The format called `name` (`csv`, `tsv`, `txt`, `xlsx`, `jsonl`, `ndjson`, `parquet`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" | "txt" => Some(Format::Csv),
+            "xlsx" | "xlsm" | "excel" => Some(Format::Xlsx),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "parquet" | "pq" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// Caps that keep a hostile or broken file from taking unbounded memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest cell, in bytes after decoding.
+    pub max_cell_bytes: usize,
+    /// Largest line of a CSV or JSON Lines file, in bytes.
+    pub max_line_bytes: usize,
+    /// Most columns a header may have.
+    pub max_columns: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_cell_bytes: 64 * 1024,
+            max_line_bytes: 4 * 1024 * 1024,
+            max_columns: 1024,
+        }
+    }
+}
+
+/// How to read a file.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub format: Format,
+    /// Text encoding of CSV and JSON Lines files; detected when `None`.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// CSV delimiter; sniffed from the header line when `None`.
+    pub delimiter: Option<u8>,
+    /// Excel sheet by name; the first sheet when `None`.
+    pub sheet: Option<String>,
+    pub limits: Limits,
+}
+
+impl ReadOptions {
+    pub fn new(format: Format) -> Self {
+        ReadOptions {
+            format,
+            encoding: None,
+            delimiter: None,
+            sheet: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One row of a source file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    /// The row number as the NGO sees it (see the module documentation).
+    pub number: u64,
+    /// Cell values aligned with the reader's header; `None` for an empty cell. A row may be
+    /// shorter than the header (missing trailing cells are empty).
+    pub values: Vec<Option<String>>,
+}
+
+/// A problem reading the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}{}{}: {message}", row.map(|r| format!("row {r}")).unwrap_or_else(|| "file".into()), column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default(), format!(" [{rule}]"))]
+pub struct ReadError {
+    /// The row, when the problem is in one row.
+    pub row: Option<u64>,
+    /// The column (header name), when known.
+    pub column: Option<String>,
+    /// A stable snake_case rule name, e.g. `field_count`, `cell_too_large`, `not_an_xlsx_file`.
+    pub rule: &'static str,
+    /// What is wrong and how to fix it. Never contains a cell's value.
+    pub message: String,
+    /// Whether reading cannot go on past this error. Non-fatal errors reject one row.
+    pub fatal: bool,
+}
+
+impl ReadError {
+    pub fn fatal(rule: &'static str, message: impl Into<String>) -> Self {
+        ReadError {
+            row: None,
+            column: None,
+            rule,
+            message: message.into(),
+            fatal: true,
+        }
+    }
+
+    pub fn in_row(
+        row: u64,
+        column: Option<String>,
+        rule: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ReadError {
+            row: Some(row),
+            column,
+            rule,
+            message: message.into(),
+            fatal: false,
+        }
+    }
+}
+
+/// A stream of rows from one file.
+pub trait RowSource: Send {
+    /// Column names, trimmed. A JSON Lines reader appends keys as it meets them, so the header
+    /// may grow between calls to `next_row`.
+    fn header(&self) -> &[String];
+    /// The next row, a row-level error (`fatal == false`: go on) or a fatal one (stop).
+    fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>>;
+    /// The text encoding used (`UTF-8`, `windows-1251`, ...); `None` for binary formats.
+    fn encoding(&self) -> Option<&'static str>;
+}
+
+/// Open `path` for reading. `progress` counts the source bytes consumed so far.
+pub fn open(
+    path: &Path,
+    options: &ReadOptions,
+    progress: Progress,
+) -> Result<Box<dyn RowSource>, ReadError> {
+    match options.format {
+        Format::Csv => csv::open(path, options, progress),
+        Format::Jsonl => jsonl::open(path, options, progress),
+        Format::Xlsx => xlsx::open(path, options, progress),
+        Format::Parquet => parquet::open(path, options, progress),
+    }
+}
+
+/// A shared counter of source bytes read, for progress bars.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A reader that counts the bytes it hands out into a `Progress`.
+#[derive(Debug)]
+pub struct CountingReader<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> CountingReader<R> {
+    pub fn new(inner: R, progress: Progress) -> Self {
+        CountingReader { inner, progress }
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}

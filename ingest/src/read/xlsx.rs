@@ -1,0 +1,460 @@
+//! Excel (.xlsx / .xlsm) reader. calamine loads one sheet at a time, so the chosen sheet is held
+//! in memory (Excel caps a sheet at 1,048,576 rows); rows are then handed out one by one.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use calamine::{Data, ExcelDateTime, Range, Reader, Xlsx, XlsxError};
+
+use super::csv::{cannot_open, check_header, column_label, text_cell};
+use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+
+pub(super) fn open(
+    path: &Path,
+    options: &ReadOptions,
+    progress: Progress,
+) -> Result<Box<dyn RowSource>, ReadError> {
+    let file = File::open(path).map_err(|err| cannot_open(&err))?;
+    let size = file.metadata().map_or(0, |meta| meta.len());
+    let mut workbook = Xlsx::new(BufReader::new(file)).map_err(|err| not_an_xlsx(&err))?;
+    let sheet = pick_sheet(&workbook.sheet_names(), options.sheet.as_deref())?;
+    let range = workbook.worksheet_range(&sheet).map_err(|err| {
+        ReadError::fatal(
+            "not_an_xlsx_file",
+            format!("sheet {sheet:?} could not be read: {}", describe(&err)),
+        )
+    })?;
+    progress.set(size);
+    XlsxSource::new(range, options.limits).map(|source| Box::new(source) as Box<dyn RowSource>)
+}
+
+/// The sheet called `wanted` (exactly, else ignoring case and surrounding spaces), or the first.
+fn pick_sheet(names: &[String], wanted: Option<&str>) -> Result<String, ReadError> {
+    let found = match wanted {
+        None => names.first(),
+        Some(wanted) => names.iter().find(|name| *name == wanted).or_else(|| {
+            let wanted = wanted.trim().to_lowercase();
+            names
+                .iter()
+                .find(|name| name.trim().to_lowercase() == wanted)
+        }),
+    };
+    found.cloned().ok_or_else(|| match wanted {
+        Some(wanted) => ReadError::fatal(
+            "sheet_not_found",
+            format!("the workbook has no sheet {wanted:?}; its sheets are {names:?}"),
+        ),
+        None => ReadError::fatal("sheet_not_found", "the workbook has no sheets"),
+    })
+}
+
+/// Rows of one sheet.
+#[derive(Debug)]
+struct XlsxSource {
+    range: Range<Data>,
+    header: Vec<String>,
+    /// The sheet row (from 1) of the range's first row.
+    first_row: u64,
+    /// The next range row to hand out.
+    next: usize,
+    limits: Limits,
+}
+
+impl XlsxSource {
+    /// Takes the header from the first non-blank row of `range`.
+    fn new(range: Range<Data>, limits: Limits) -> Result<Self, ReadError> {
+        let first_row = range.start().map_or(1, |(row, _)| u64::from(row) + 1);
+        let header_at = (0..range.height())
+            .find(|&row| !row_is_blank(&range, row))
+            .ok_or_else(|| ReadError::fatal("empty_file", "the sheet has no header and no rows"))?;
+        let header: Vec<String> = (0..range.width())
+            .map(|col| header_name(range.get((header_at, col))))
+            .collect();
+        check_header(&header, &limits)?;
+        Ok(XlsxSource {
+            range,
+            header,
+            first_row,
+            next: header_at + 1,
+            limits,
+        })
+    }
+
+    fn row(&self, at: usize) -> Result<SourceRow, ReadError> {
+        let number = self.first_row + at as u64;
+        let values = (0..self.header.len())
+            .map(|col| self.cell(number, col, self.range.get((at, col))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SourceRow { number, values })
+    }
+
+    fn cell(
+        &self,
+        number: u64,
+        col: usize,
+        data: Option<&Data>,
+    ) -> Result<Option<String>, ReadError> {
+        match data.map(cell_text) {
+            None | Some(Cell::Empty) => Ok(None),
+            Some(Cell::Text(text)) => text_cell(&text, number, &self.limits, || {
+                column_label(&self.header, col)
+            }),
+            Some(Cell::Error(kind)) => Err(ReadError::in_row(
+                number,
+                Some(column_label(&self.header, col)),
+                "cell_error",
+                format!(
+                    "the cell holds the Excel error {kind}; fix the formula or enter the value"
+                ),
+            )),
+        }
+    }
+}
+
+impl RowSource for XlsxSource {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>> {
+        while self.next < self.range.height() {
+            let at = self.next;
+            self.next += 1;
+            if !row_is_blank(&self.range, at) {
+                return Some(self.row(at));
+            }
+        }
+        None
+    }
+
+    fn encoding(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+fn row_is_blank(range: &Range<Data>, row: usize) -> bool {
+    (0..range.width()).all(|col| match range.get((row, col)) {
+        None | Some(Data::Empty) => true,
+        Some(Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s)) => s.trim().is_empty(),
+        Some(_) => false,
+    })
+}
+
+fn header_name(data: Option<&Data>) -> String {
+    match data.map(cell_text) {
+        Some(Cell::Text(text)) => text.trim().to_owned(),
+        Some(Cell::Error(_) | Cell::Empty) | None => String::new(),
+    }
+}
+
+/// A cell as text, before trimming and limits.
+#[derive(Debug, PartialEq)]
+enum Cell {
+    Empty,
+    Text(String),
+    /// An Excel error such as `#REF!` (not a personal value).
+    Error(String),
+}
+
+fn cell_text(data: &Data) -> Cell {
+    match data {
+        Data::Empty => Cell::Empty,
+        Data::String(s) => Cell::Text(s.clone()),
+        // Rust prints integral floats without a fraction: 1.0 => "1".
+        Data::Float(f) => Cell::Text(f.to_string()),
+        Data::Int(i) => Cell::Text(i.to_string()),
+        Data::Bool(b) => Cell::Text(b.to_string()),
+        Data::DateTime(dt) => Cell::Text(date_time_text(dt)),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
+        Data::Error(kind) => Cell::Error(kind.to_string()),
+    }
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS` when there is a time of day, `H:MM:SS` for a duration.
+fn date_time_text(dt: &ExcelDateTime) -> String {
+    if dt.is_duration() {
+        let seconds = (dt.as_f64() * 86_400.0).round() as i64;
+        let sign = if seconds < 0 { "-" } else { "" };
+        let seconds = seconds.unsigned_abs();
+        return format!(
+            "{sign}{}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        );
+    }
+    let (year, month, day, hour, minute, second, milli) = dt.to_ymd_hms_milli();
+    let date = format!("{year:04}-{month:02}-{day:02}");
+    match (hour, minute, second, milli) {
+        (0, 0, 0, 0) => date,
+        (_, _, _, 0) => format!("{date}T{hour:02}:{minute:02}:{second:02}"),
+        _ => format!("{date}T{hour:02}:{minute:02}:{second:02}.{milli:03}"),
+    }
+}
+
+fn not_an_xlsx(err: &XlsxError) -> ReadError {
+    ReadError::fatal(
+        "not_an_xlsx_file",
+        format!(
+            "the file is not a readable .xlsx workbook ({}); an old .xls, .ods or encrypted workbook \
+             must be saved as a plain .xlsx first",
+            describe(err)
+        ),
+    )
+}
+
+/// A calamine error's text when it cannot hold cell content, else a generic description.
+fn describe(err: &XlsxError) -> String {
+    match err {
+        XlsxError::Io(_)
+        | XlsxError::Zip(_)
+        | XlsxError::XmlEof(_)
+        | XlsxError::UnexpectedNode(_)
+        | XlsxError::FileNotFound(_)
+        | XlsxError::RelationshipNotFound
+        | XlsxError::Password
+        | XlsxError::DimensionCount(_)
+        | XlsxError::ColumnNumberOverflow
+        | XlsxError::RowNumberOverflow
+        | XlsxError::Unexpected(_) => err.to_string(),
+        _ => "malformed workbook content".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::super::{Format, open};
+    use super::*;
+
+    /// A minimal uncompressed zip archive, enough for calamine.
+    fn zip(files: &[(&str, String)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, body) in files {
+            let offset = out.len() as u32;
+            let crc = crc32(body.as_bytes());
+            let size = body.len() as u32;
+            let mut common = Vec::new();
+            common.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, stored, time, date
+            common.extend_from_slice(&crc.to_le_bytes());
+            common.extend_from_slice(&size.to_le_bytes());
+            common.extend_from_slice(&size.to_le_bytes());
+            common.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            common.extend_from_slice(&0u16.to_le_bytes()); // extra length
+            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            out.extend_from_slice(&common);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(body.as_bytes());
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&20u16.to_le_bytes()); // made by
+            central.extend_from_slice(&common);
+            central.extend_from_slice(&[0; 6]); // comment length, disk, internal attrs
+            central.extend_from_slice(&0u32.to_le_bytes()); // external attrs
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(name.as_bytes());
+        }
+        let central_offset = out.len() as u32;
+        out.extend_from_slice(&central);
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]); // disk numbers
+        out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        out.extend_from_slice(&central_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    const MAIN: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+    const RELS: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+
+    /// A workbook with sheets `Notes` (empty) and `Cases` holding `rows` of `<c>` XML.
+    fn workbook(rows: &str) -> Vec<u8> {
+        let rel = |id: &str, kind: &str, target: &str| {
+            format!(r#"<Relationship Id="{id}" Type="{RELS}/{kind}" Target="{target}"/>"#)
+        };
+        let package = "http://schemas.openxmlformats.org/package/2006/relationships";
+        let sheet = |data: &str| {
+            format!(r#"<worksheet xmlns="{MAIN}"><sheetData>{data}</sheetData></worksheet>"#)
+        };
+        zip(&[
+            (
+                "_rels/.rels",
+                format!(
+                    r#"<Relationships xmlns="{package}">{}</Relationships>"#,
+                    rel("rId1", "officeDocument", "xl/workbook.xml")
+                ),
+            ),
+            (
+                "xl/workbook.xml",
+                format!(
+                    r#"<workbook xmlns="{MAIN}" xmlns:r="{RELS}"><sheets><sheet name="Notes" sheetId="1" r:id="rId1"/><sheet name="Cases" sheetId="2" r:id="rId2"/></sheets></workbook>"#
+                ),
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                format!(
+                    r#"<Relationships xmlns="{package}">{}{}{}</Relationships>"#,
+                    rel("rId1", "worksheet", "worksheets/sheet1.xml"),
+                    rel("rId2", "worksheet", "worksheets/sheet2.xml"),
+                    rel("rId3", "styles", "styles.xml"),
+                ),
+            ),
+            (
+                "xl/styles.xml",
+                format!(
+                    r#"<styleSheet xmlns="{MAIN}"><cellXfs count="3"><xf numFmtId="0"/><xf numFmtId="14"/><xf numFmtId="22"/></cellXfs></styleSheet>"#
+                ),
+            ),
+            ("xl/worksheets/sheet1.xml", sheet("")),
+            ("xl/worksheets/sheet2.xml", sheet(rows)),
+        ])
+    }
+
+    fn text(cell: &str, value: &str) -> String {
+        format!(r#"<c r="{cell}" t="inlineStr"><is><t>{value}</t></is></c>"#)
+    }
+
+    fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new()
+            .suffix(".xlsx")
+            .tempfile()
+            .expect("temp file");
+        file.write_all(bytes).expect("write temp file");
+        file
+    }
+
+    fn sheet_options(sheet: &str) -> ReadOptions {
+        let mut options = ReadOptions::new(Format::Xlsx);
+        options.sheet = Some(sheet.to_owned());
+        options
+    }
+
+    #[test]
+    fn reads_cells_by_type() {
+        let rows = format!(
+            r#"<row r="3">{}{}{}</row><row r="4"><c r="B4"><v>1</v></c><c r="C4"><v>2.5</v></c><c r="D4" s="1"><v>45943</v></c></row><row r="6">{}<c r="C6" t="b"><v>1</v></c><c r="D6" s="2"><v>45943.5</v></c></row><row r="7"><c r="B7" t="e"><v>#REF!</v></c></row>"#,
+            text("B3", " Name "),
+            text("C3", "Score"),
+            text("D3", "Date"),
+            text("B6", " Асанова "),
+        );
+        let file = write(&workbook(&rows));
+        let progress = Progress::default();
+        let mut source =
+            open(file.path(), &sheet_options("cases"), progress.clone()).expect("open");
+        assert_eq!(source.header(), ["Name", "Score", "Date"]);
+        assert_eq!(source.encoding(), None);
+        let rows: Vec<_> = std::iter::from_fn(|| source.next_row()).collect();
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            rows[0],
+            Ok(SourceRow {
+                number: 4,
+                values: vec![some("1"), some("2.5"), some("2025-10-13")]
+            })
+        );
+        assert_eq!(
+            rows[1],
+            Ok(SourceRow {
+                number: 6,
+                values: vec![some("Асанова"), some("true"), some("2025-10-13T12:00:00")]
+            })
+        );
+        let err = rows[2].as_ref().expect_err("cell error");
+        assert_eq!(
+            (err.rule, err.row, err.column.as_deref()),
+            ("cell_error", Some(7), Some("Name"))
+        );
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            progress.bytes(),
+            file.as_file().metadata().expect("metadata").len()
+        );
+    }
+
+    #[test]
+    fn sheet_errors() {
+        let file = write(&workbook(&format!(
+            r#"<row r="1">{}</row>"#,
+            text("A1", "x")
+        )));
+        let err = open(file.path(), &sheet_options("Victims"), Progress::default())
+            .err()
+            .expect("no sheet");
+        assert_eq!(err.rule, "sheet_not_found");
+        assert!(
+            err.message.contains("\"Notes\", \"Cases\""),
+            "{}",
+            err.message
+        );
+
+        let mut options = ReadOptions::new(Format::Xlsx);
+        let err = open(file.path(), &options, Progress::default())
+            .err()
+            .expect("first sheet is empty");
+        assert_eq!(err.rule, "empty_file");
+
+        options.sheet = Some("Cases".into());
+        let duplicate = format!(r#"<row r="1">{}{}</row>"#, text("A1", "x"), text("B1", "x"));
+        let file = write(&workbook(&duplicate));
+        let err = open(file.path(), &options, Progress::default())
+            .err()
+            .expect("duplicate");
+        assert_eq!(err.rule, "duplicate_column");
+    }
+
+    #[test]
+    fn not_an_xlsx_file() {
+        let file = write(b"name,age\nAnna,31\n");
+        let err = open(
+            file.path(),
+            &ReadOptions::new(Format::Xlsx),
+            Progress::default(),
+        )
+        .err()
+        .expect("error");
+        assert_eq!((err.rule, err.fatal), ("not_an_xlsx_file", true));
+    }
+
+    #[test]
+    fn dates_and_numbers() {
+        use calamine::ExcelDateTimeType::{DateTime, TimeDelta};
+        assert_eq!(
+            date_time_text(&ExcelDateTime::new(25569.0, DateTime, false)),
+            "1970-01-01"
+        );
+        assert_eq!(
+            date_time_text(&ExcelDateTime::new(25569.25, DateTime, false)),
+            "1970-01-01T06:00:00"
+        );
+        assert_eq!(
+            date_time_text(&ExcelDateTime::new(1.5, TimeDelta, false)),
+            "36:00:00"
+        );
+        assert_eq!(cell_text(&Data::Float(1.0)), Cell::Text("1".into()));
+        assert_eq!(cell_text(&Data::Float(-0.25)), Cell::Text("-0.25".into()));
+        assert_eq!(
+            cell_text(&Data::Float(996_555_123_456.0)),
+            Cell::Text("996555123456".into())
+        );
+    }
+}
