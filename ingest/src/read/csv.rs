@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek};
 use std::path::Path;
 
 use chardetng::EncodingDetector;
-use csv::{ByteRecord, Position};
+use csv::ByteRecord;
 use encoding_rs::{Encoding, UTF_8};
 use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
 
@@ -98,7 +98,18 @@ impl CsvSource {
         if cells.iter().all(|cell| cell.trim().is_empty()) {
             return None;
         }
-        let number = self.record.position().map_or(0, Position::line);
+        // The line the record starts on, counted back from where it ended: its start position
+        // would point before any blank lines the parser skipped. Line ends are all `\n` here
+        // (see `LineGuard::fold_line_ends`); the terminator is consumed unless the file ended.
+        let end = self.reader.position().line();
+        let last = if self.reader.is_done() { end } else { end - 1 };
+        let inner = self
+            .record
+            .as_slice()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        let number = last.saturating_sub(inner).max(1);
         Some(self.row(number, &cells))
     }
 
@@ -383,7 +394,7 @@ impl std::error::Error for Overflow {}
 pub(super) struct LineGuard<R> {
     inner: R,
     max: usize,
-    /// Bytes since the last `\n` or `\r`.
+    /// Bytes since the last line end.
     line_len: usize,
     /// `\n` seen so far.
     lines: u64,
@@ -391,6 +402,8 @@ pub(super) struct LineGuard<R> {
     record_len: usize,
     record_limit: bool,
     overflow: Option<Overflow>,
+    /// The last byte handed out was a `\r` (now `\n`): a `\n` right after it is dropped.
+    after_cr: bool,
 }
 
 impl<R> LineGuard<R> {
@@ -403,6 +416,7 @@ impl<R> LineGuard<R> {
             record_len: 0,
             record_limit: false,
             overflow: None,
+            after_cr: false,
         }
     }
 
@@ -410,6 +424,28 @@ impl<R> LineGuard<R> {
     /// record being read when it is fetched.
     pub(super) fn start_record(&mut self) {
         self.record_len = 0;
+    }
+
+    /// Rewrites `chunk` in place so that CRLF and a lone CR both become LF; returns the new
+    /// length. The parser above counts lines by `\n`, so without this a row of a CRLF file (what
+    /// Excel on Windows writes) would be numbered from the line before it, and every row of a
+    /// CR-only file (Excel for Mac's "CSV (Macintosh)") would be line 1.
+    fn fold_line_ends(&mut self, chunk: &mut [u8]) -> usize {
+        let mut kept = 0;
+        for index in 0..chunk.len() {
+            let byte = chunk[index];
+            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
+                continue;
+            }
+            if byte == b'\r' {
+                self.after_cr = true;
+                chunk[kept] = b'\n';
+            } else {
+                chunk[kept] = byte;
+            }
+            kept += 1;
+        }
+        kept
     }
 
     /// How many leading bytes of `chunk` stay within the limits; records the overflow if any.
@@ -425,7 +461,6 @@ impl<R> LineGuard<R> {
                     self.lines += 1;
                     self.line_len = 0;
                 }
-                b'\r' => self.line_len = 0,
                 _ => self.line_len += 1,
             }
             if self.line_len > self.max {
@@ -446,7 +481,18 @@ impl<R: Read> Read for LineGuard<R> {
         if let Some(overflow) = self.overflow {
             return Err(io::Error::other(overflow));
         }
-        let n = self.inner.read(buf)?;
+        let n = loop {
+            let read = self.inner.read(buf)?;
+            if read == 0 {
+                break 0;
+            }
+            // A chunk holding only the `\n` of a CRLF split across reads shrinks to nothing, which
+            // must not be handed out as the end of the stream.
+            let kept = self.fold_line_ends(&mut buf[..read]);
+            if kept > 0 {
+                break kept;
+            }
+        };
         let accepted = self.accept(&buf[..n]);
         match self.overflow {
             Some(overflow) if accepted == 0 => Err(io::Error::other(overflow)),
@@ -516,6 +562,43 @@ mod tests {
                 values: some(&["Борис", ""])
             }
         );
+    }
+
+    #[test]
+    fn rows_are_numbered_by_line_whatever_the_line_ends() {
+        // The same file with LF, CRLF (Excel on Windows) and CR (Excel for Mac) line ends, with a
+        // blank line and a quoted cell spanning two lines.
+        for end in ["\n", "\r\n", "\r"] {
+            let text = ["id,note", "1,a", "", "2,\"x", "y\"", "3,b", ""].join(end);
+            let (_, rows) = read(text.as_bytes(), &csv_options());
+            let numbers: Vec<u64> = rows
+                .iter()
+                .map(|r| r.as_ref().expect("row").number)
+                .collect();
+            assert_eq!(numbers, [2, 4, 6], "line ends {end:?}");
+            let note = rows[1].as_ref().expect("row").values[1].clone();
+            assert_eq!(note.as_deref(), Some("x\ny"), "line ends {end:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_split_across_reads_is_one_line_end() {
+        /// Hands out one byte per read, so every CRLF is split across two reads.
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Some((&first, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                buf[0] = first;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
+        let mut guard = LineGuard::new(OneByte(b"a\r\nb\r\rc\n"), 16);
+        let mut out = Vec::new();
+        guard.read_to_end(&mut out).expect("read");
+        assert_eq!(out, b"a\nb\n\nc\n");
     }
 
     #[test]
