@@ -231,63 +231,19 @@ impl Dataset {
         remove: &HashSet<String>,
         generation: u64,
     ) -> Result<Replacement> {
-        let path = self.root.join(&file.path);
-        let handle = File::open(&path).map_err(Error::io(&path))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(handle)?;
-        let kv = builder
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .cloned()
-            .unwrap_or_default();
-        let key_id = kv
-            .iter()
-            .find(|k| k.key == meta::KEY_ID)
-            .and_then(|k| k.value.clone())
-            .unwrap_or_default();
-        let schema = builder.schema().clone();
-        let key_column = schema.index_of("record_key")?;
-        let reader = builder.build()?;
-
         let stem = file.path.trim_end_matches(".parquet");
         let stem = stem.split("-g").next().unwrap_or(stem);
         let relative = format!("{stem}-g{generation}.parquet");
-        let out_path = staging.join(&relative);
-        let dir = out_path
-            .parent()
-            .expect("partition directory")
-            .to_path_buf();
-        fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let out = File::create(&out_path).map_err(Error::io(&out_path))?;
-        let mut writer =
-            ArrowWriter::try_new(out, schema, Some(writer_properties(batch_id, &key_id)))?;
-        let (mut kept, mut removed) = (0u64, 0u64);
-        for batch in reader {
-            let batch = batch?;
-            let keys = batch.column(key_column).as_string::<i32>();
-            let keep: BooleanArray = keys
-                .iter()
-                .map(|k| Some(!remove.contains(k.unwrap_or_default())))
-                .collect();
-            let filtered = filter_record_batch(&batch, &keep)?;
-            removed += (batch.num_rows() - filtered.num_rows()) as u64;
-            kept += filtered.num_rows() as u64;
-            if filtered.num_rows() > 0 {
-                writer.write(&filtered)?;
-            }
-        }
-        let out = writer.into_inner()?;
-        out.sync_all().map_err(Error::io(&out_path))?;
-        failpoint::step("rewritten file staged");
-        let new = if kept > 0 {
-            Some(WrittenFile {
-                relative,
-                rows: kept,
-            })
-        } else {
-            fs::remove_file(&out_path).map_err(Error::io(&out_path))?;
-            None
-        };
+        let (kept, removed) = filter_file(
+            &self.root.join(&file.path),
+            &staging.join(&relative),
+            batch_id,
+            remove,
+        )?;
+        let new = (kept > 0).then_some(WrittenFile {
+            relative,
+            rows: kept,
+        });
         Ok(Replacement {
             batch_id: batch_id.to_string(),
             old: file.clone(),
@@ -326,6 +282,59 @@ impl Dataset {
         }
         Ok(replacements)
     }
+}
+
+/// Copy the Parquet file `src` to `dst` without the rows whose record key is in `remove`,
+/// keeping its key id, and fsync it. Returns (rows kept, rows removed); when no row is kept, no
+/// file is left at `dst`.
+pub fn filter_file(
+    src: &Path,
+    dst: &Path,
+    batch_id: &str,
+    remove: &HashSet<String>,
+) -> Result<(u64, u64)> {
+    let handle = File::open(src).map_err(Error::io(src))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(handle)?;
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    let key_id = kv
+        .iter()
+        .find(|k| k.key == meta::KEY_ID)
+        .and_then(|k| k.value.clone())
+        .unwrap_or_default();
+    let schema = builder.schema().clone();
+    let key_column = schema.index_of("record_key")?;
+    let reader = builder.build()?;
+    let dir = dst.parent().expect("partition directory").to_path_buf();
+    fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let out = File::create(dst).map_err(Error::io(dst))?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties(batch_id, &key_id)))?;
+    let (mut kept, mut removed) = (0u64, 0u64);
+    for batch in reader {
+        let batch = batch?;
+        let keys = batch.column(key_column).as_string::<i32>();
+        let keep: BooleanArray = keys
+            .iter()
+            .map(|k| Some(!remove.contains(k.unwrap_or_default())))
+            .collect();
+        let filtered = filter_record_batch(&batch, &keep)?;
+        removed += (batch.num_rows() - filtered.num_rows()) as u64;
+        kept += filtered.num_rows() as u64;
+        if filtered.num_rows() > 0 {
+            writer.write(&filtered)?;
+        }
+    }
+    let out = writer.into_inner()?;
+    out.sync_all().map_err(Error::io(dst))?;
+    failpoint::step("rewritten file staged");
+    if kept == 0 {
+        fs::remove_file(dst).map_err(Error::io(dst))?;
+    }
+    Ok((kept, removed))
 }
 
 /// The record keys of the Parquet file at `path`, in order (reads that one column only).

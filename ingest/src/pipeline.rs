@@ -3,22 +3,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ctstats_schemas::SCHEMA_VERSION;
+use ctstats_schemas::codes::PersonLinkQuality;
 use ctstats_schemas::countries;
 use ctstats_schemas::manifest::{BatchEntry, WithdrawalEntry};
 use serde::Serialize;
 
-use crate::dataset::{Commit, Dataset, record_keys_at};
+use crate::dataset::{Commit, Dataset, filter_file, record_keys_at};
 use crate::error::{Error, Result};
 use crate::keys::{PurposeKeys, Secret};
-use crate::map::{Mapper, RowIssue};
+use crate::map::{MappedRow, Mapper, RowIssue};
 use crate::profile::Profile;
 use crate::read::{self, Format, Progress, ReadOptions};
 use crate::report::{FileProblem, IngestReport, Status};
-use crate::writer::{BatchConstants, BatchWriter, OutputRow};
+use crate::writer::{BatchConstants, BatchWriter, OutputRow, WrittenFile};
 
 /// What to ingest, for whom, and how.
 #[derive(Debug, Clone)]
@@ -146,13 +147,42 @@ pub fn ingest(
         ingested_at: req.now,
     };
     let mut writer = BatchWriter::new(&staging, constants);
-    let seen = match stream_rows(req, &keys, &hash, &mut writer, &mut report, progress)? {
-        Some(seen) => seen,
-        None => {
-            std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
-            return Ok(report);
-        }
+    let readable = stream_rows(
+        req,
+        &keys,
+        &hash,
+        progress,
+        Some(&mut report),
+        |_, record_key, mapped| {
+            let (person_key, quality) =
+                keys.person_key(&mapped.identity.link_material(), &record_key);
+            let registration = mapped.registration_month();
+            let stored = ctstats_schemas::codes::CodeList::name(quality);
+            let out = OutputRow {
+                fields: mapped.fields,
+                record_key,
+                person_key,
+                person_link_quality: stored,
+            };
+            writer.push(out, registration)?;
+            Ok(quality)
+        },
+    )?;
+    let mut files = if readable {
+        writer.finish()?
+    } else {
+        Vec::new()
     };
+    let mut fingerprints = staged_fingerprints(&staging, &files, report.rows_valid)?;
+    let repeats = Repeats {
+        req,
+        keys: &keys,
+        hash: &hash,
+        staging: &staging,
+        batch_id: &batch_id,
+    };
+    repeats.remove(&mut files, &mut fingerprints, &mut report)?;
+
     let reject = report.file_problem.is_some()
         || report.rows_valid == 0
         || (report.rows_invalid > 0 && !req.accept_valid);
@@ -165,13 +195,12 @@ pub fn ingest(
                 message: "the file has a header but no rows".into(),
             });
         }
-        drop(writer);
         std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
         return Ok(report);
     }
-    let files = writer.finish()?;
 
-    // Corrections: records of earlier batches with a record key this batch also has.
+    // Corrections: records of earlier batches with a record key this batch also has. The
+    // fingerprints find candidates; the full keys of the staged files confirm them.
     let mut candidates = HashSet::new();
     for batch in manifest
         .batches
@@ -179,22 +208,19 @@ pub fn ingest(
         .filter(|b| b.organisation == req.organisation)
     {
         for file in &batch.files {
+            let keys = dataset.record_keys(file)?;
             candidates.extend(
-                dataset
-                    .record_keys(file)?
-                    .into_iter()
-                    .filter(|k| seen.contains_key(&fingerprint(k))),
+                keys.into_iter()
+                    .filter(|k| fingerprints.binary_search(&fingerprint(k)).is_ok()),
             );
         }
     }
+    drop(fingerprints);
     let mut superseded = HashSet::new();
     if !candidates.is_empty() {
         for f in &files {
-            superseded.extend(
-                record_keys_at(&staging.join(&f.relative))?
-                    .into_iter()
-                    .filter(|k| candidates.contains(k)),
-            );
+            let keys = record_keys_at(&staging.join(&f.relative))?;
+            superseded.extend(keys.into_iter().filter(|k| candidates.contains(k)));
         }
     }
     let replacements = if superseded.is_empty() {
@@ -239,29 +265,31 @@ pub fn ingest(
     Ok(report)
 }
 
-/// Read, map, validate and pseudonymise every row into `writer`. Returns the fingerprints of
-/// the record keys written (for corrections), or `None` when the file cannot be read at all.
+/// Read, map and validate every row, calling `on_valid` with each valid row and its record key.
+/// With a report, row problems are recorded in it (the first pass); without, they are skipped
+/// (a second pass over a file already validated). Returns false when the file cannot be read.
 fn stream_rows(
     req: &IngestRequest,
     keys: &PurposeKeys,
     hash: &str,
-    writer: &mut BatchWriter,
-    report: &mut IngestReport,
     progress: &Progress,
-) -> Result<Option<HashMap<u64, u64>>> {
+    mut report: Option<&mut IngestReport>,
+    mut on_valid: impl FnMut(u64, String, MappedRow) -> Result<PersonLinkQuality>,
+) -> Result<bool> {
     let mut source = match read::open(&req.path, &req.read, progress.clone()) {
         Ok(s) => s,
         Err(e) => {
-            report.file_problem = Some(FileProblem {
-                row: e.row,
-                column: e.column,
-                rule: e.rule.into(),
-                message: e.message,
-            });
-            return Ok(None);
+            if let Some(report) = report {
+                report.file_problem = Some(FileProblem {
+                    row: e.row,
+                    column: e.column,
+                    rule: e.rule.into(),
+                    message: e.message,
+                });
+            }
+            return Ok(false);
         }
     };
-    report.encoding = source.encoding().map(str::to_string);
     let mut mapper = Mapper::new(
         &req.profile,
         req.now.date_naive(),
@@ -270,111 +298,212 @@ fn stream_rows(
     // JSON Lines files have no header: a key may first appear in a later line, so a missing
     // column is checked row by row there ("required") rather than refused up front.
     let lenient_header = req.read.format == Format::Jsonl;
-    if let Err(e) = mapper.set_header(source.header())
-        && !lenient_header
-    {
-        report.file_problem = Some(FileProblem {
-            row: Some(1),
-            column: None,
-            rule: e.rule.into(),
-            message: e.message,
-        });
-        report.columns = mapper.column_use().clone();
-        return Ok(None);
+    let header = mapper.set_header(source.header());
+    if let Some(report) = report.as_deref_mut() {
+        report.encoding = source.encoding().map(str::to_string);
+        if let Err(e) = &header
+            && !lenient_header
+        {
+            report.file_problem = Some(FileProblem {
+                row: Some(1),
+                column: None,
+                rule: e.rule.into(),
+                message: e.message.clone(),
+            });
+            report.columns = mapper.column_use().clone();
+        }
     }
-    let mut seen: HashMap<u64, u64> = HashMap::new();
-    let mut writing = true;
+    if header.is_err() && !lenient_header {
+        return Ok(false);
+    }
     while let Some(next) = source.next_row() {
         let row = match next {
             Ok(row) => row,
             Err(e) if e.fatal => {
-                report.file_problem = Some(FileProblem {
-                    row: e.row,
-                    column: e.column,
-                    rule: e.rule.into(),
-                    message: e.message,
-                });
+                if let Some(report) = report.as_deref_mut() {
+                    report.file_problem = Some(FileProblem {
+                        row: e.row,
+                        column: e.column,
+                        rule: e.rule.into(),
+                        message: e.message,
+                    });
+                }
                 break;
             }
             Err(e) => {
-                report.rows_read += 1;
-                report.rows_invalid += 1;
-                let issue = RowIssue {
-                    row: e.row.unwrap_or_default(),
-                    column: e.column.unwrap_or_default(),
-                    rule: e.rule,
-                    message: e.message,
-                };
-                report.add_issues(vec![issue]);
-                writing &= req.accept_valid;
+                if let Some(report) = report.as_deref_mut() {
+                    report.rows_read += 1;
+                    report.rows_invalid += 1;
+                    let column = e.column.unwrap_or_default();
+                    let issue = RowIssue {
+                        row: e.row.unwrap_or_default(),
+                        column,
+                        rule: e.rule,
+                        message: e.message,
+                    };
+                    report.add_issues(vec![issue]);
+                }
                 continue;
             }
         };
-        report.rows_read += 1;
         if lenient_header {
             let _ = mapper.set_header(source.header());
         }
-        let mapped = match mapper.map(row.number, &row.values) {
-            Ok(m) => m,
-            Err(issues) => {
-                report.rows_invalid += 1;
-                report.add_issues(issues);
-                writing &= req.accept_valid;
-                continue;
-            }
-        };
-        let record_key = keys.record_key(&req.organisation, &mapped.local_case_id);
-        if let Some(first) = seen.get(&fingerprint(&record_key)) {
-            report.rows_invalid += 1;
-            report.add_issues(vec![RowIssue {
-                row: row.number,
-                column: mapper_column(&mapper, &req.profile),
-                rule: "duplicate_case_id",
-                message: format!("the case id is already used in row {first} of this file"),
-            }]);
-            writing &= req.accept_valid;
-            continue;
+        let mapped = mapper.map(row.number, &row.values);
+        if let Some(report) = report.as_deref_mut() {
+            report.rows_read += 1;
         }
-        seen.insert(fingerprint(&record_key), row.number);
-        let (person_key, quality) = keys.person_key(&mapped.identity.link_material(), &record_key);
-        report.rows_valid += 1;
-        *report
-            .person_link_quality
-            .entry(quality_name(quality))
-            .or_default() += 1;
-        if writing {
-            let registration = mapped.registration_month();
-            let out = OutputRow {
-                fields: mapped.fields,
-                record_key,
-                person_key,
-                person_link_quality: ctstats_schemas::codes::CodeList::name(quality),
-            };
-            writer.push(out, registration)?;
+        match mapped {
+            Ok(mapped) => {
+                let record_key = keys.record_key(&req.organisation, &mapped.local_case_id);
+                let quality = on_valid(row.number, record_key, mapped)?;
+                if let Some(report) = report.as_deref_mut() {
+                    report.rows_valid += 1;
+                    *report
+                        .person_link_quality
+                        .entry(quality_name(quality))
+                        .or_default() += 1;
+                }
+            }
+            Err(issues) => {
+                if let Some(report) = report.as_deref_mut() {
+                    report.rows_invalid += 1;
+                    report.add_issues(issues);
+                }
+            }
         }
     }
-    report.columns = mapper.column_use().clone();
-    Ok(Some(seen))
+    if let Some(report) = report {
+        report.columns = mapper.column_use().clone();
+    }
+    Ok(true)
 }
 
-fn quality_name(q: ctstats_schemas::codes::PersonLinkQuality) -> String {
-    ctstats_schemas::codes::CodeList::name(q).to_string()
+/// The fingerprints of the record keys of the staged files, sorted.
+fn staged_fingerprints(staging: &Path, files: &[WrittenFile], rows: u64) -> Result<Vec<u64>> {
+    let mut fingerprints = Vec::with_capacity(rows as usize);
+    for f in files {
+        fingerprints.extend(
+            record_keys_at(&staging.join(&f.relative))?
+                .iter()
+                .map(|k| fingerprint(k)),
+        );
+    }
+    fingerprints.sort_unstable();
+    Ok(fingerprints)
 }
 
-fn mapper_column(mapper: &Mapper<'_>, profile: &Profile) -> String {
-    mapper
-        .column_use()
-        .mapped
-        .iter()
-        .find(|(_, target)| target == "local_case_id")
-        .map(|(col, _)| col.clone())
-        .unwrap_or_else(|| {
-            if profile.case_id_from_row {
-                "(row)".into()
-            } else {
-                "local_case_id".into()
+/// A case id used in more than one row of the same file is ambiguous: every such row is
+/// invalid. Memory stays at 8 bytes a row (the sorted fingerprints); the rows are named by a
+/// second pass over the file, which happens only when there are repeats.
+struct Repeats<'a> {
+    req: &'a IngestRequest,
+    keys: &'a PurposeKeys,
+    hash: &'a str,
+    staging: &'a Path,
+    batch_id: &'a str,
+}
+
+impl Repeats<'_> {
+    fn remove(
+        &self,
+        files: &mut Vec<WrittenFile>,
+        fingerprints: &mut Vec<u64>,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let repeated: HashSet<u64> = fingerprints
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        if repeated.is_empty() {
+            return Ok(());
+        }
+        let mut rows: HashMap<u64, Vec<(u64, PersonLinkQuality)>> = HashMap::new();
+        stream_rows(
+            self.req,
+            self.keys,
+            self.hash,
+            &Progress::default(),
+            None,
+            |row, record_key, mapped| {
+                let quality = self
+                    .keys
+                    .person_key(&mapped.identity.link_material(), &record_key)
+                    .1;
+                if repeated.contains(&fingerprint(&record_key)) {
+                    rows.entry(fingerprint(&record_key))
+                        .or_default()
+                        .push((row, quality));
+                }
+                Ok(quality)
+            },
+        )?;
+        let column = report
+            .columns
+            .mapped
+            .iter()
+            .find(|(_, target)| target == "local_case_id")
+            .map_or_else(|| "local_case_id".to_string(), |(c, _)| c.clone());
+        let mut issues = Vec::new();
+        for occurrences in rows.values() {
+            let listed: Vec<String> = occurrences.iter().map(|(r, _)| r.to_string()).collect();
+            for (row, quality) in occurrences {
+                issues.push(RowIssue {
+                    row: *row,
+                    column: column.clone(),
+                    rule: "duplicate_case_id",
+                    message: format!(
+                        "the case id is used in rows {} of this file; give each case one row",
+                        listed.join(", ")
+                    ),
+                });
+                report.rows_valid -= 1;
+                report.rows_invalid += 1;
+                if let Some(n) = report.person_link_quality.get_mut(&quality_name(*quality)) {
+                    *n -= 1;
+                }
             }
-        })
+        }
+        report.add_issues(issues);
+        report.issues.sort_by_key(|i| i.row);
+        report.person_link_quality.retain(|_, n| *n > 0);
+
+        // Take the repeated records out of the staged files.
+        let mut remove = HashSet::new();
+        for f in files.iter() {
+            let keys = record_keys_at(&self.staging.join(&f.relative))?;
+            remove.extend(
+                keys.into_iter()
+                    .filter(|k| repeated.contains(&fingerprint(k))),
+            );
+        }
+        let mut kept_files = Vec::new();
+        for f in files.drain(..) {
+            let src = self.staging.join(&f.relative);
+            let filtered = self.staging.join(format!(
+                "{}-dedup.parquet",
+                f.relative.trim_end_matches(".parquet")
+            ));
+            let (kept, _) = filter_file(&src, &filtered, self.batch_id, &remove)?;
+            if kept > 0 {
+                std::fs::rename(&filtered, &src).map_err(Error::io(&src))?;
+                kept_files.push(WrittenFile {
+                    relative: f.relative,
+                    rows: kept,
+                });
+            } else {
+                std::fs::remove_file(&src).map_err(Error::io(&src))?;
+            }
+        }
+        *files = kept_files;
+        fingerprints.retain(|f| !repeated.contains(f));
+        Ok(())
+    }
+}
+
+fn quality_name(q: PersonLinkQuality) -> String {
+    ctstats_schemas::codes::CodeList::name(q).to_string()
 }
 
 /// What a withdrawal removed.
