@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ctstats_ingest::read::{Format, Progress, ReadOptions};
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret, Status};
 
+mod demo;
+mod generate;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ctstats",
@@ -61,6 +64,10 @@ enum Command {
         #[arg(long)]
         case_id: String,
     },
+    /// Synthetic NGO files with a known ground truth, for trying ctstats and for benchmarks.
+    Generate(generate::GenerateArgs),
+    /// Run the whole path on synthetic data: generate, keygen, ingest, check against the truth.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -158,6 +165,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Ingest(args) => return ingest(args),
         Command::Batches { data, json } => batches(&data, json)?,
+        Command::Generate(args) => generate::run(&args)?,
+        Command::Demo(args) => demo::run(&args)?,
         Command::Withdraw {
             data,
             key,
