@@ -123,7 +123,7 @@ fn opendp(context: &'static str) -> impl FnOnce(opendp::error::Error) -> DpError
 }
 
 /// The noise mechanism of a release of counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     /// Discrete Laplace noise under pure epsilon-DP; the cost's delta is zero.
@@ -134,7 +134,7 @@ pub enum Mechanism {
 }
 
 /// How far one person can move a vector of counts, after contribution bounding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sensitivity {
     /// The number of cells one person can change.
     pub l0: u64,
@@ -484,14 +484,26 @@ fn smallest_scale(
 /// The smallest `h >= 0` with `P(|noise| <= h) >= 0.95`, from OpenDP's accuracy `a`, which
 /// satisfies `P(|noise| >= a) <= 0.05`: for integer noise, `h = ceil(a) - 1`.
 fn half_width_at(mechanism: Mechanism, scale: f64) -> Result<f64> {
+    half_width(mechanism, scale, ALPHA)
+}
+
+/// The smallest whole `h` with `P(|noise| <= h) >= 1 - alpha` for one cell released at `scale`
+/// (OpenDP's accuracy functions). The answers use it for intervals built from several noisy
+/// parts: each part at `alpha / parts` gives the combination `1 - alpha` by the union bound.
+pub fn half_width(mechanism: Mechanism, scale: f64, alpha: f64) -> Result<f64> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(DpError::Internal(format!(
+            "a significance level is in (0, 1) (got {alpha})"
+        )));
+    }
     if scale == 0.0 {
         return Ok(0.0);
     }
     let accuracy = match mechanism {
-        Mechanism::Laplace => discrete_laplacian_scale_to_accuracy(scale, ALPHA),
-        Mechanism::Gaussian => discrete_gaussian_scale_to_accuracy(scale, ALPHA),
+        Mechanism::Laplace => discrete_laplacian_scale_to_accuracy(scale, alpha),
+        Mechanism::Gaussian => discrete_gaussian_scale_to_accuracy(scale, alpha),
     }
-    .map_err(opendp("computing the 95% half-width"))?;
+    .map_err(opendp("computing a half-width"))?;
     if accuracy.is_nan() {
         return Err(DpError::Internal(format!(
             "OpenDP's accuracy is NaN at scale {scale}"

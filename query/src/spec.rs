@@ -67,7 +67,7 @@ pub const MONTHS_IDENTIFICATION_TO_REGISTRATION: &str = "months_identification_t
 pub const ASSISTANCE_TYPE_COUNT: &str = "assistance_type_count";
 
 /// The query as posted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
     /// What is counted or summed per cell.
@@ -115,7 +115,7 @@ pub struct QuerySpec {
     pub keys: KeysMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Distinct persons per cell.
@@ -155,7 +155,7 @@ impl Measure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bounds {
     pub lower: i64,
@@ -163,14 +163,14 @@ pub struct Bounds {
 }
 
 /// A number of equal-width bins, or explicit lower edges.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Bins {
     Count(u32),
     Edges(Vec<i64>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodSpec {
     /// First month, `YYYY-MM`.
@@ -179,7 +179,9 @@ pub struct PeriodSpec {
     pub to: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     /// Discrete Laplace noise: pure epsilon-DP.
@@ -189,7 +191,7 @@ pub enum Mechanism {
     Gaussian,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     pub epsilon: f64,
@@ -198,7 +200,7 @@ pub struct Budget {
     pub delta: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Accuracy {
     /// Half-width of the 95% interval of each noised component.
@@ -208,7 +210,9 @@ pub struct Accuracy {
     pub delta: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum KeysMode {
     /// Every cell of the cartesian domain, zeros included.
@@ -219,7 +223,7 @@ pub enum KeysMode {
 }
 
 /// One validation problem: the field at fault and what it allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SpecError {
     pub field: String,
     pub message: String,
@@ -770,6 +774,29 @@ impl QuerySpec {
         };
 
         let privacy = self.validate_privacy(&mut errs);
+        if self.keys == KeysMode::Threshold {
+            // The threshold selects keys on a noisy count, and OpenDP's threshold mechanism is
+            // discrete Laplace: a measure without a count to select on, or a quantile whose bins
+            // would be dropped one by one, cannot use it.
+            if !matches!(
+                self.measure,
+                Measure::Persons | Measure::Cases | Measure::Mean | Measure::Histogram
+            ) {
+                errs.push(
+                    "keys",
+                    format!(
+                        "threshold keys work with persons, cases, mean and histogram, not `{}`",
+                        self.measure.name()
+                    ),
+                );
+            }
+            if self.mechanism != Mechanism::Laplace {
+                errs.push(
+                    "mechanism",
+                    "threshold keys use discrete Laplace noise; remove `mechanism` or use laplace",
+                );
+            }
+        }
 
         let (Some(period), Some(privacy)) = (period, privacy) else {
             return Err(SpecErrors(errs.0));
@@ -1338,6 +1365,20 @@ mod tests {
         );
         let s = spec(&narrowed).unwrap();
         assert_eq!(s.public_cells(&missions()), 3 * 251);
+    }
+
+    #[test]
+    fn threshold_keys_need_a_count_and_laplace() {
+        let base = r#"{"measure":"persons","group_by":["citizenship"],"keys":"threshold",
+            "period":{"from":"2003-01","to":"2006-12"},"budget":{"epsilon":1,"delta":1e-6}}"#;
+        assert!(spec(base).is_ok());
+        let sum = base.replace(
+            "\"persons\"",
+            "\"sum\",\"column\":\"months_to_closure\",\"bounds\":{\"lower\":0,\"upper\":12}",
+        );
+        assert_eq!(errors(&sum), vec!["keys"]);
+        let gaussian = base.replace("\"keys\"", "\"mechanism\":\"gaussian\",\"keys\"");
+        assert_eq!(errors(&gaussian), vec!["mechanism"]);
     }
 
     #[test]

@@ -1,0 +1,776 @@
+//! Answers: from a validated spec and its exact aggregates to released cells with intervals.
+//!
+//! Two steps, so the ledger can be charged between them (write-ahead):
+//! 1. [`CostPlan::new`] splits the query's privacy over its noisy parts and prices each part
+//!    with the DP module's deterministic preview: exactly what the release will cost. Nothing is
+//!    read from the data.
+//! 2. [`release`] noises every part with the planned budgets (call it in a blocking thread:
+//!    OpenDP measurements are not `Send`) and post-processes the noisy parts into cells.
+//!
+//! Budget split: a query with `n` noisy parts (a mean has two: sum and count) gives each part
+//! `epsilon / n`; a Gaussian query gives each part `delta / n`; with threshold keys the part
+//! that selects the keys (the count) takes the whole delta. An accuracy target is applied to
+//! each part and the budgets are added. Sequential composition: the total cost is the sum of
+//! the parts' costs.
+//!
+//! Intervals (every cell has one, at 95%):
+//! - counts and sums: the noisy value plus or minus the part's 95% half-width; counts are
+//!   clipped at 0 (a true count is never negative, so coverage is unchanged);
+//! - means: sum and count each at 97.5%, so both hold together with probability at least 95%
+//!   (union bound); the interval is the range of sum / count over that box, within the declared
+//!   bounds;
+//! - quantiles: each of the `B` bin counts at `1 - 0.05 / B`; then every cumulative count is
+//!   within `j * h` of the truth, which brackets the bin holding the quantile. Conservative and
+//!   wide, never narrower than the truth allows.
+//!
+//! With threshold keys the intervals are those of the noise before selection: a released count
+//! near the threshold is biased upwards by the selection, which the answer says.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dp::{self, Cost, DpError, Mechanism, Sensitivity};
+use crate::plan::{Aggregates, contributions};
+use crate::spec::{self, KeysMode, Measure, Privacy, ValidatedSpec};
+
+/// Coverage of every interval.
+pub const LEVEL: f64 = 0.95;
+
+/// Separates the keys of a cell in the threshold mechanism's input. A control character never
+/// appears in a code list, a country code or a period.
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// One noisy part of an answer (a mean has two) and what its release costs.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Part {
+    /// `persons`, `cases`, `sum` or `count`.
+    pub name: String,
+    /// How far one person can move this part, after contribution bounding.
+    pub sensitivity: Sensitivity,
+    pub mechanism: Mechanism,
+    /// The noise scale (Laplace: `b`; Gaussian: `sigma`).
+    pub scale: f64,
+    /// `P(|noise| <= half_width_95) >= 0.95` for one cell of this part.
+    pub half_width_95: f64,
+    /// With threshold keys, the part whose noisy count selects the released keys: cells below
+    /// this count are not released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
+    /// What releasing this part costs (OpenDP's privacy map).
+    pub cost: Cost,
+    /// The budget the part is calibrated to (the cost is at most this).
+    #[serde(skip)]
+    budget: Cost,
+}
+
+/// The priced parts of a query. Deterministic: the same spec always has the same plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostPlan {
+    pub parts: Vec<Part>,
+    /// The sum of the parts' costs: what the ledger is charged.
+    pub total: Cost,
+}
+
+fn dp_mechanism(mechanism: spec::Mechanism) -> Mechanism {
+    match mechanism {
+        spec::Mechanism::Laplace => Mechanism::Laplace,
+        spec::Mechanism::Gaussian => Mechanism::Gaussian,
+    }
+}
+
+impl CostPlan {
+    /// Split and price the spec's privacy (module docs). Errors are the caller's (a budget too
+    /// small, an accuracy no budget can reach) unless [`DpError::is_caller_error`] says not.
+    pub fn new(spec: &ValidatedSpec) -> Result<CostPlan, DpError> {
+        let components = contributions(spec);
+        let n = components.len() as f64;
+        let mechanism = dp_mechanism(spec.mechanism());
+        let selector = selector(spec, components.iter().map(|(name, _)| *name));
+        let delta = match spec.privacy() {
+            Privacy::Budget { delta, .. } | Privacy::Accuracy { delta, .. } => delta,
+        };
+        let mut parts = Vec::with_capacity(components.len());
+        for (i, (name, c)) in components.iter().enumerate() {
+            let sensitivity = Sensitivity {
+                l0: c.l0,
+                l1: c.l1,
+                linf: c.linf,
+            };
+            let selects = selector == Some(i);
+            let (mechanism, part_delta) = match (spec.keys(), delta) {
+                (KeysMode::Threshold, Some(d)) => {
+                    (Mechanism::Laplace, if selects { d } else { 0.0 })
+                }
+                (_, Some(d)) => (mechanism, d / n),
+                (_, None) => (mechanism, 0.0),
+            };
+            let budget = match spec.privacy() {
+                Privacy::Budget { epsilon, .. } => Cost {
+                    epsilon: epsilon / n,
+                    delta: part_delta,
+                },
+                Privacy::Accuracy { half_width_95, .. } => {
+                    let needed = dp::budget_for_accuracy(
+                        &sensitivity,
+                        mechanism,
+                        half_width_95,
+                        part_delta,
+                    )?;
+                    Cost {
+                        epsilon: needed.epsilon,
+                        delta: if selects { part_delta } else { needed.delta },
+                    }
+                }
+            };
+            let part = if selects {
+                let p = dp::preview_sparse(&sensitivity, budget)?;
+                Part {
+                    name: name.to_string(),
+                    sensitivity,
+                    mechanism,
+                    scale: p.scale,
+                    half_width_95: p.half_width_95,
+                    threshold: Some(p.threshold),
+                    cost: p.cost,
+                    budget,
+                }
+            } else {
+                let p = dp::preview(&sensitivity, mechanism, budget)?;
+                Part {
+                    name: name.to_string(),
+                    sensitivity,
+                    mechanism,
+                    scale: p.scale,
+                    half_width_95: p.half_width_95,
+                    threshold: None,
+                    cost: p.cost,
+                    budget,
+                }
+            };
+            parts.push(part);
+        }
+        let total = parts.iter().fold(
+            Cost {
+                epsilon: 0.0,
+                delta: 0.0,
+            },
+            |acc, p| Cost {
+                epsilon: acc.epsilon + p.cost.epsilon,
+                delta: acc.delta + p.cost.delta,
+            },
+        );
+        Ok(CostPlan { parts, total })
+    }
+}
+
+/// With threshold keys, the index of the count that selects the released keys.
+fn selector<'a>(spec: &ValidatedSpec, names: impl Iterator<Item = &'a str>) -> Option<usize> {
+    if spec.keys() != KeysMode::Threshold {
+        return None;
+    }
+    names
+        .enumerate()
+        .find(|(_, name)| matches!(*name, "persons" | "cases" | "count"))
+        .map(|(i, _)| i)
+}
+
+/// A released number with its 95% interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Estimate {
+    pub name: String,
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// One released cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Cell {
+    /// One key per entry of [`Answer::dimensions`].
+    pub key: Vec<String>,
+    pub estimate: f64,
+    /// The 95% interval of the estimate.
+    pub lower: f64,
+    pub upper: f64,
+    /// For a mean: the separately noised sum and count it was computed from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Estimate>,
+}
+
+/// A released answer: only noisy values and what is public about them.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Answer {
+    pub measure: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub keys: KeysMode,
+    /// Coverage of every interval.
+    pub level: f64,
+    /// The key columns of the cells (for a quantile, the last is `quantile`).
+    pub dimensions: Vec<String>,
+    pub cells: Vec<Cell>,
+    /// The noisy parts, their noise scales and costs.
+    pub parts: Vec<Part>,
+    /// What this answer cost when it was released.
+    pub cost: Cost,
+    /// Generation of the dataset manifest the answer was computed from.
+    pub generation: u64,
+    pub notes: Vec<String>,
+}
+
+/// What went wrong while releasing: a DP refusal, or a mismatch between plan and aggregates.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(transparent)]
+    Dp(#[from] DpError),
+    #[error("internal answer error: {0}")]
+    Internal(String),
+}
+
+/// Noise the aggregates with the planned budgets and build the cells. Synchronous: run it in
+/// `spawn_blocking`. Each part's cost is checked against the plan the ledger was charged for.
+pub fn release(
+    spec: &ValidatedSpec,
+    aggregates: &Aggregates,
+    plan: &CostPlan,
+) -> Result<Answer, ReleaseError> {
+    if aggregates.components.len() != plan.parts.len()
+        || aggregates.components.iter().zip(&plan.parts).any(|(c, p)| {
+            c.name != p.name
+                || (c.contribution.l0, c.contribution.l1, c.contribution.linf)
+                    != (p.sensitivity.l0, p.sensitivity.l1, p.sensitivity.linf)
+                || c.values.len() != aggregates.cells.len()
+        })
+    {
+        return Err(ReleaseError::Internal(
+            "the aggregates do not match the priced plan".into(),
+        ));
+    }
+    let checked = |part: &Part, cost: Cost| {
+        if cost == part.cost {
+            Ok(())
+        } else {
+            Err(ReleaseError::Internal(format!(
+                "part {} cost {cost:?}, not the charged {:?}",
+                part.name, part.cost
+            )))
+        }
+    };
+
+    // Which cells are released, and each part's noisy value for them.
+    let (cells, noisy): (Vec<Vec<String>>, Vec<Vec<i64>>) = match plan
+        .parts
+        .iter()
+        .position(|p| p.threshold.is_some())
+    {
+        None => {
+            let mut noisy = Vec::with_capacity(plan.parts.len());
+            for (part, component) in plan.parts.iter().zip(&aggregates.components) {
+                let r = dp::release_counts(
+                    &component.values,
+                    &part.sensitivity,
+                    part.mechanism,
+                    part.budget,
+                )?;
+                checked(part, r.cost())?;
+                noisy.push(r.values().to_vec());
+            }
+            (aggregates.cells.clone(), noisy)
+        }
+        Some(sel) => {
+            let index: HashMap<String, usize> = aggregates
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| (join_key(cell), i))
+                .collect();
+            let counts: Vec<(String, i64)> = aggregates
+                .cells
+                .iter()
+                .zip(&aggregates.components[sel].values)
+                .filter(|(_, v)| **v > 0)
+                .map(|(cell, v)| (join_key(cell), *v))
+                .collect();
+            let part = &plan.parts[sel];
+            let r = dp::release_sparse(counts, &part.sensitivity, part.budget)?;
+            checked(part, r.cost())?;
+            let mut selected: Vec<(usize, i64)> = r
+                .counts()
+                .iter()
+                .map(|(k, v)| {
+                    index.get(k).map(|i| (*i, *v)).ok_or_else(|| {
+                        ReleaseError::Internal("a released key is not a cell".into())
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            selected.sort_unstable();
+            let mut noisy = Vec::with_capacity(plan.parts.len());
+            for (i, (part, component)) in plan.parts.iter().zip(&aggregates.components).enumerate()
+            {
+                if i == sel {
+                    noisy.push(selected.iter().map(|(_, v)| *v).collect());
+                    continue;
+                }
+                let values: Vec<i64> = selected.iter().map(|(c, _)| component.values[*c]).collect();
+                let r =
+                    dp::release_counts(&values, &part.sensitivity, part.mechanism, part.budget)?;
+                checked(part, r.cost())?;
+                noisy.push(r.values().to_vec());
+            }
+            let cells = selected
+                .iter()
+                .map(|(c, _)| aggregates.cells[*c].clone())
+                .collect();
+            (cells, noisy)
+        }
+    };
+
+    let mut notes = Vec::new();
+    let mut dimensions = aggregates.dimensions.clone();
+    let out_cells = match spec.measure() {
+        Measure::Persons | Measure::Cases | Measure::Histogram => {
+            single(&cells, &noisy[0], plan.parts[0].half_width_95, Some(0.0))
+        }
+        Measure::Sum => {
+            let floor = spec.bounds().filter(|b| b.lower >= 0).map(|_| 0.0);
+            single(&cells, &noisy[0], plan.parts[0].half_width_95, floor)
+        }
+        Measure::Mean => {
+            notes.push(
+                "mean = noisy sum / noisy count; its interval holds both parts at 97.5% \
+                 (union bound) and stays within the declared bounds"
+                    .into(),
+            );
+            mean_cells(spec, &cells, &noisy, &plan.parts)?
+        }
+        Measure::Quantile => {
+            dimensions.pop();
+            dimensions.push("quantile".into());
+            notes.push(
+                "quantiles are read from a noisy histogram; the interval brackets the bin \
+                 holding the quantile with every bin count held at 1 - 0.05 / bins"
+                    .into(),
+            );
+            quantile_cells(spec, aggregates, &noisy[0], &plan.parts[0])?
+        }
+    };
+    if matches!(
+        spec.measure(),
+        Measure::Persons | Measure::Cases | Measure::Histogram
+    ) {
+        notes.push(
+            "each estimate is the unbiased noisy count and can be below 0; its 95% interval \
+             is clipped to counts that are possible"
+                .into(),
+        );
+    }
+    if spec.keys() == KeysMode::Threshold {
+        notes.push(
+            "keys were released by a noisy threshold: an absent key may still have records, \
+             and counts near the threshold are biased upwards"
+                .into(),
+        );
+    }
+    Ok(Answer {
+        measure: spec.measure().name().to_string(),
+        column: spec.column().map(|c| c.name().to_string()),
+        keys: spec.keys(),
+        level: LEVEL,
+        dimensions,
+        cells: out_cells,
+        parts: plan.parts.clone(),
+        cost: plan.total,
+        generation: aggregates.generation,
+        notes,
+    })
+}
+
+fn join_key(cell: &[String]) -> String {
+    let mut key = String::new();
+    for (i, k) in cell.iter().enumerate() {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(k);
+    }
+    key
+}
+
+/// One noisy value per cell, plus or minus `half_width`, the lower end at least `floor`.
+fn single(cells: &[Vec<String>], values: &[i64], half_width: f64, floor: Option<f64>) -> Vec<Cell> {
+    cells
+        .iter()
+        .zip(values)
+        .map(|(key, &v)| {
+            let v = v as f64;
+            let clip = |x: f64| floor.map_or(x, |f| x.max(f));
+            Cell {
+                key: key.clone(),
+                estimate: v,
+                lower: clip(v - half_width),
+                upper: clip(v + half_width),
+                parts: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn mean_cells(
+    spec: &ValidatedSpec,
+    cells: &[Vec<String>],
+    noisy: &[Vec<i64>],
+    parts: &[Part],
+) -> Result<Vec<Cell>, ReleaseError> {
+    let bounds = spec
+        .bounds()
+        .ok_or_else(|| ReleaseError::Internal("a mean without bounds".into()))?;
+    let (lo, hi) = (bounds.lower as f64, bounds.upper as f64);
+    let half = |p: &Part| dp::half_width(p.mechanism, p.scale, (1.0 - LEVEL) / 2.0);
+    let (hs, hc) = (half(&parts[0])?, half(&parts[1])?);
+    Ok(cells
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let (s, c) = (noisy[0][i] as f64, noisy[1][i] as f64);
+            let estimate = (s / c.max(1.0)).clamp(lo, hi);
+            let (lower, upper) = if c + hc < 1.0 {
+                // The box holds no count of at least one record: nothing is known.
+                (lo, hi)
+            } else {
+                let (c_lo, c_hi) = ((c - hc).max(1.0), c + hc);
+                let corners = [
+                    (s - hs) / c_lo,
+                    (s - hs) / c_hi,
+                    (s + hs) / c_lo,
+                    (s + hs) / c_hi,
+                ];
+                let min = corners.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = corners.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (min.clamp(lo, hi), max.clamp(lo, hi))
+            };
+            let part = |name: &str, v: f64, p: &Part, floor: Option<f64>| {
+                let clip = |x: f64| floor.map_or(x, |f| x.max(f));
+                Estimate {
+                    name: name.into(),
+                    estimate: v,
+                    lower: clip(v - p.half_width_95),
+                    upper: clip(v + p.half_width_95),
+                }
+            };
+            let sum_floor = (bounds.lower >= 0).then_some(0.0);
+            Cell {
+                key: key.clone(),
+                estimate,
+                lower,
+                upper,
+                parts: vec![
+                    part("sum", s, &parts[0], sum_floor),
+                    part("count", c, &parts[1], Some(0.0)),
+                ],
+            }
+        })
+        .collect())
+}
+
+fn quantile_cells(
+    spec: &ValidatedSpec,
+    aggregates: &Aggregates,
+    counts: &[i64],
+    part: &Part,
+) -> Result<Vec<Cell>, ReleaseError> {
+    let bins = &aggregates.bins;
+    let b = bins.len();
+    if b == 0 || !counts.len().is_multiple_of(b) || aggregates.cells.len() != counts.len() {
+        return Err(ReleaseError::Internal(
+            "a quantile needs a histogram over its bins in every group".into(),
+        ));
+    }
+    let h = dp::half_width(part.mechanism, part.scale, (1.0 - LEVEL) / b as f64)?;
+    let mut out = Vec::new();
+    for (g, group) in counts.chunks(b).enumerate() {
+        let group_key = &aggregates.cells[g * b][..aggregates.cells[g * b].len() - 1];
+        // Clipping each count at 0 moves it towards the truth, so the bound `h` still holds.
+        let cumulative: Vec<f64> = group
+            .iter()
+            .scan(0.0, |acc, &c| {
+                *acc += c.max(0) as f64;
+                Some(*acc)
+            })
+            .collect();
+        let total = cumulative[b - 1];
+        let first = |ok: &dyn Fn(usize, f64) -> bool| {
+            cumulative
+                .iter()
+                .enumerate()
+                .find(|(j, c)| ok(*j, **c))
+                .map_or(b - 1, |(j, _)| j)
+        };
+        for &q in spec.quantiles() {
+            let mid = |j: usize| ((bins[j].lower + bins[j].upper) as f64 / 2.0).floor();
+            let (estimate, lower, upper) = if total <= 0.0 {
+                {
+                    let (lo, hi) = (bins[0].lower as f64, bins[b - 1].upper as f64);
+                    (((lo + hi) / 2.0).floor(), lo, hi)
+                }
+            } else {
+                let at = first(&|_, c| c >= q * total);
+                let lo = first(&|j, c| c + (j + 1) as f64 * h >= q * (total - b as f64 * h));
+                let hi = first(&|j, c| c - (j + 1) as f64 * h >= q * (total + b as f64 * h));
+                (
+                    mid(at),
+                    bins[lo].lower as f64,
+                    bins[hi.max(at)].upper as f64,
+                )
+            };
+            let mut key = group_key.to_vec();
+            key.push(format!("{q}"));
+            out.push(Cell {
+                key,
+                estimate: estimate.clamp(bins[0].lower as f64, bins[b - 1].upper as f64),
+                lower: lower.min(estimate),
+                upper,
+                parts: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An answer's cells as CSV: the key columns, then `estimate,lower,upper`.
+pub fn to_csv(dimensions: &[String], cells: &[Cell]) -> String {
+    let mut out = String::new();
+    let header: Vec<&str> = dimensions
+        .iter()
+        .map(String::as_str)
+        .chain(["estimate", "lower", "upper"])
+        .collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for cell in cells {
+        let mut fields: Vec<String> = cell.key.iter().map(|k| csv_field(k)).collect();
+        fields.extend([cell.estimate, cell.lower, cell.upper].map(|v| v.to_string()));
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Component;
+    use crate::spec::QuerySpec;
+
+    fn missions() -> Vec<String> {
+        vec!["KGZ".into(), "UKR".into()]
+    }
+
+    fn spec(json: &str) -> ValidatedSpec {
+        QuerySpec::from_json(json)
+            .unwrap()
+            .validate(&missions())
+            .unwrap()
+    }
+
+    /// Exact aggregates over the public cells of `spec`, with `values[i]` per component.
+    fn aggregates(
+        spec: &ValidatedSpec,
+        cells: Vec<Vec<String>>,
+        values: Vec<Vec<i64>>,
+    ) -> Aggregates {
+        let mut dimensions: Vec<String> = spec
+            .group_by()
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
+        if !spec.bins().is_empty() {
+            dimensions.push("bin".into());
+        }
+        Aggregates {
+            dimensions,
+            cells,
+            bins: spec.bins().to_vec(),
+            components: contributions(spec)
+                .into_iter()
+                .zip(values)
+                .map(|((name, contribution), values)| Component {
+                    name: name.into(),
+                    values,
+                    contribution,
+                })
+                .collect(),
+            keys: spec.keys(),
+            generation: 1,
+        }
+    }
+
+    const PERIOD: &str = r#""period":{"from":"2004-01","to":"2004-12"}"#;
+
+    #[test]
+    fn a_mean_splits_its_budget_over_two_parts_and_never_exceeds_it() {
+        let s = spec(&format!(
+            r#"{{"measure":"mean","column":"months_to_closure","bounds":{{"lower":0,"upper":24}},
+            {PERIOD},"budget":{{"epsilon":1.0}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        assert_eq!(plan.parts.len(), 2);
+        assert_eq!(
+            plan.parts
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["sum", "count"]
+        );
+        for p in &plan.parts {
+            assert!(p.cost.epsilon <= 0.5 && p.cost.epsilon > 0.49, "{p:?}");
+        }
+        assert!(plan.total.epsilon <= 1.0);
+        assert_eq!(plan.total.delta, 0.0);
+        // The plan is deterministic: the ledger can be charged before the release.
+        assert_eq!(plan, CostPlan::new(&s).unwrap());
+    }
+
+    #[test]
+    fn an_accuracy_target_is_met_by_every_part() {
+        let s = spec(&format!(
+            r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"accuracy":{{"half_width_95":5}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        assert!(plan.parts[0].half_width_95 <= 5.0, "{plan:?}");
+        assert!(plan.total.epsilon > 0.0);
+    }
+
+    #[test]
+    fn every_public_cell_is_released_with_an_interval_and_counts_stay_non_negative() {
+        let s = spec(&format!(
+            r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"budget":{{"epsilon":0.5}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        let agg = aggregates(
+            &s,
+            vec![
+                vec!["KGZ".into()],
+                vec!["UKR".into()],
+                vec!["unknown".into()],
+            ],
+            vec![vec![40, 0, 3]],
+        );
+        let a = release(&s, &agg, &plan).unwrap();
+        assert_eq!(a.cells.len(), 3);
+        for c in &a.cells {
+            assert!(c.lower >= 0.0 && c.lower.min(c.estimate) <= c.upper && c.estimate <= c.upper);
+            assert_eq!(c.lower, (c.estimate - plan.parts[0].half_width_95).max(0.0));
+            assert_eq!(c.upper, (c.estimate + plan.parts[0].half_width_95).max(0.0));
+        }
+        assert_eq!(a.cost, plan.total);
+    }
+
+    #[test]
+    fn a_release_refuses_aggregates_that_do_not_match_the_charged_plan() {
+        let s = spec(&format!(
+            r#"{{"measure":"persons",{PERIOD},"budget":{{"epsilon":0.5}}}}"#
+        ));
+        let other = spec(&format!(
+            r#"{{"measure":"persons","contribution_bound":3,{PERIOD},"budget":{{"epsilon":0.5}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        let agg = aggregates(&other, vec![vec![]], vec![vec![10]]);
+        assert!(matches!(
+            release(&s, &agg, &plan),
+            Err(ReleaseError::Internal(_))
+        ));
+    }
+
+    /// Share of releases whose interval holds the truth.
+    fn coverage(trials: usize, mut covered: impl FnMut() -> bool) -> f64 {
+        (0..trials).filter(|_| covered()).count() as f64 / trials as f64
+    }
+
+    #[test]
+    fn mean_intervals_cover_the_true_mean() {
+        let s = spec(&format!(
+            r#"{{"measure":"mean","column":"months_to_closure","bounds":{{"lower":0,"upper":24}},
+            {PERIOD},"budget":{{"epsilon":0.5}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        // 60 records with a mean of 7.5.
+        let agg = aggregates(&s, vec![vec![]], vec![vec![450], vec![60]]);
+        let rate = coverage(400, || {
+            let c = &release(&s, &agg, &plan).unwrap().cells[0];
+            assert_eq!(c.parts.len(), 2);
+            c.lower <= 7.5 && 7.5 <= c.upper
+        });
+        // Nominal 95%; the union bound makes it conservative. 400 trials: 0.92 is > 3 sd below.
+        assert!(rate >= 0.92, "coverage {rate}");
+    }
+
+    #[test]
+    fn quantile_intervals_hold_the_bin_of_the_true_quantile() {
+        let s = spec(&format!(
+            r#"{{"measure":"quantile","column":"months_to_closure","bounds":{{"lower":0,"upper":9}},
+            "bins":10,"quantiles":[0.5],{PERIOD},"budget":{{"epsilon":1.0}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        let counts = vec![5, 10, 20, 40, 30, 20, 10, 5, 3, 1];
+        // Cumulative 5, 15, 35, 75: the median (72 of 144) is in the bin of 3.
+        let cells = (0..10).map(|i| vec![format!("[{i},{i}]")]).collect();
+        let agg = aggregates(&s, cells, vec![counts]);
+        let rate = coverage(200, || {
+            let a = release(&s, &agg, &plan).unwrap();
+            assert_eq!(a.dimensions, ["quantile"]);
+            let c = &a.cells[0];
+            assert!(c.lower <= c.estimate && c.estimate <= c.upper, "{c:?}");
+            c.lower <= 3.0 && 3.0 <= c.upper
+        });
+        assert!(rate >= 0.95, "coverage {rate}");
+    }
+
+    #[test]
+    fn threshold_keys_release_only_cells_above_the_threshold() {
+        let s = spec(&format!(
+            r#"{{"measure":"persons","group_by":["citizenship"],"keys":"threshold",
+            {PERIOD},"budget":{{"epsilon":1.0,"delta":1e-6}}}}"#
+        ));
+        let plan = CostPlan::new(&s).unwrap();
+        let threshold = plan.parts[0].threshold.expect("the count selects the keys");
+        assert!(
+            plan.total.delta > 0.0 && plan.total.delta <= 1e-6,
+            "{plan:?}"
+        );
+        let agg = aggregates(
+            &s,
+            vec![vec!["KGZ".into()], vec!["UKR".into()], vec!["UZB".into()]],
+            vec![vec![1000, 1, 0]],
+        );
+        let a = release(&s, &agg, &plan).unwrap();
+        // 1000 is far above any threshold at epsilon 1 and delta 1e-6; 1 and 0 are far below.
+        assert!(threshold > 5, "threshold {threshold}");
+        assert_eq!(a.cells.len(), 1);
+        assert_eq!(a.cells[0].key, ["KGZ"]);
+        assert!(a.notes.iter().any(|n| n.contains("threshold")));
+    }
+
+    #[test]
+    fn csv_has_the_key_columns_then_the_estimate_and_interval() {
+        let cells = vec![Cell {
+            key: vec!["KGZ".into(), "a,b".into()],
+            estimate: 3.0,
+            lower: 0.0,
+            upper: 7.5,
+            parts: Vec::new(),
+        }];
+        assert_eq!(
+            to_csv(&["mission".into(), "x".into()], &cells),
+            "mission,x,estimate,lower,upper\nKGZ,\"a,b\",3,0,7.5\n"
+        );
+    }
+}
