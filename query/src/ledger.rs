@@ -53,7 +53,7 @@ pub enum LedgerError {
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
 /// What a principal may do (DESIGN.md section 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Uploads batches for its own organisation and reads its own batch reports.
@@ -84,7 +84,7 @@ impl Role {
 }
 
 /// A caller known to the service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     pub id: String,
     pub name: String,
@@ -96,7 +96,7 @@ pub struct Principal {
 }
 
 /// A principal's budget on one dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Budget {
     pub epsilon_total: f64,
     pub delta_total: f64,
@@ -116,8 +116,34 @@ impl Budget {
 /// One audit log line: (principal, action, detail, outcome). Never a result value.
 pub type AuditEntry = (Option<String>, String, String, String);
 
+/// One line of the audit log, as an admin reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub at: String,
+    pub principal_id: Option<String>,
+    pub action: String,
+    pub detail: String,
+    pub epsilon: f64,
+    pub delta: f64,
+    pub outcome: String,
+}
+
+/// The validation report of one upload, kept for the uploading organisation.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UploadRecord {
+    pub id: i64,
+    pub at: String,
+    pub principal_id: String,
+    pub organisation: String,
+    /// `committed`, `rejected` or `duplicate`.
+    pub status: String,
+    /// The ingest report as JSON (row numbers, columns, rules; never an identifier value).
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
 /// The privacy cost of one answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cost {
     pub epsilon: f64,
     pub delta: f64,
@@ -183,6 +209,15 @@ CREATE TABLE IF NOT EXISTS audit (
     delta INTEGER NOT NULL DEFAULT 0,
     outcome TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    principal_id TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    status TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_organisation ON uploads (organisation, id);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -440,6 +475,101 @@ impl Ledger {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+}
+
+impl Ledger {
+    /// The audit log with times and costs, oldest first, at most `limit` lines from `after_id`.
+    pub fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<(i64, AuditRecord)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, principal_id, action, detail, epsilon, delta, outcome FROM audit \
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_id, limit], |r| {
+            Ok((
+                r.get(0)?,
+                AuditRecord {
+                    at: r.get(1)?,
+                    principal_id: r.get(2)?,
+                    action: r.get(3)?,
+                    detail: r.get(4)?,
+                    epsilon: amount(r.get(5)?),
+                    delta: amount(r.get(6)?),
+                    outcome: r.get(7)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Keep the report of an upload for its organisation; returns its id.
+    pub fn record_upload(
+        &self,
+        principal_id: &str,
+        organisation: &str,
+        status: &str,
+        report: &serde_json::Value,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO uploads (principal_id, organisation, status, report) VALUES (?1, ?2, ?3, ?4)",
+            params![principal_id, organisation, status, report.to_string()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The upload reports of one organisation, newest first.
+    pub fn uploads(&self, organisation: &str) -> Result<Vec<UploadRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, principal_id, organisation, status, report FROM uploads \
+             WHERE organisation = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([organisation], |r| {
+            let report: String = r.get(5)?;
+            Ok(UploadRecord {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                principal_id: r.get(2)?,
+                organisation: r.get(3)?,
+                status: r.get(4)?,
+                report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every charge of a principal on a dataset: (charge id, query hash, cost, whether its answer
+    /// was released). For consistency checks after a crash.
+    pub fn charges(&self, principal_id: &str, dataset: &str) -> Result<Vec<ChargeRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, query_hash, epsilon, delta, answer IS NOT NULL FROM charges \
+             WHERE principal_id = ?1 AND dataset = ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![principal_id, dataset], |r| {
+            Ok(ChargeRecord {
+                id: r.get(0)?,
+                query_hash: r.get(1)?,
+                cost: Cost {
+                    epsilon: amount(r.get(2)?),
+                    delta: amount(r.get(3)?),
+                },
+                released: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+/// One charge as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargeRecord {
+    pub id: i64,
+    pub query_hash: String,
+    pub cost: Cost,
+    /// Whether the answer it paid for was stored (and so may have been released).
+    pub released: bool,
 }
 
 fn read_budget(
