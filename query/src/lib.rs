@@ -9,10 +9,18 @@
 //! - `ledger`: principals, budgets (charged write-ahead in one SQLite transaction) and the audit
 //!   log.
 //!
+//! - `answer`: prices a query's noisy parts before it runs (so the ledger is charged first),
+//!   then turns the DP releases into cells with 95% intervals;
+//! - `server`: the axum service (queries, previews, budgets, uploads, principals, audit,
+//!   OpenAPI).
+//!
 //! Reads the dataset only through its manifest (`ctstats_schemas::manifest`) and never loads the
-//! pseudonymisation key: it does not depend on `ingest`. The HTTP service is not built yet.
+//! pseudonymisation key: it does not depend on `ingest`; uploads go through an `Uploader` the
+//! binary provides.
 
+pub mod answer;
 pub mod dp;
 pub mod ledger;
 pub mod plan;
+pub mod server;
 pub mod spec;
