@@ -1,16 +1,21 @@
 //! `ctstats demo`: the path from NGO files to a committed, pseudonymised dataset, on synthetic
 //! data whose ground truth is known, so the output can be checked by eye.
 //!
-//! Generates files for six missions in all four formats (the CSV files in Windows-1251), creates a deployment key, ingests every file with `--accept-valid`, re-ingests one file
-//! to show the duplicate check, and compares what the dataset holds with the generator's truth.
+//! Generates files for six missions in all four formats (the CSV files in Windows-1251), creates
+//! a deployment key, ingests every file with `--accept-valid`, re-ingests one file to show the
+//! duplicate check, and compares what the dataset holds with the generator's truth. Then it
+//! creates principals and budgets, asks one DP query through the service in-process (intervals
+//! against the truth), and serves the API on localhost with working tokens until Ctrl-C.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use arrow::array::AsArray;
+use ctstats::serve::{DEFAULT_MISSIONS, LedgerArgs, ServeArgs};
 use ctstats_ingest::read::{Format, Progress, ReadOptions};
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret, Status};
+use ctstats_query::ledger::Role;
 use ctstats_synth::{Config, FileFormat, TextEncoding};
 
 /// Marks a directory the demo made, so a second run may clear it and nothing else.
@@ -26,6 +31,12 @@ pub struct DemoArgs {
     pub persons: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Address the demo server listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Stop after the checks instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -135,7 +146,141 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if !ok {
         bail!("the dataset does not match the ground truth");
     }
-    Ok(())
+    service(
+        args,
+        &data_dir,
+        &key_path,
+        &generated.truth,
+        &files[0].1.organisation,
+    )
+}
+
+/// Steps 6 to 8: principals, one DP query in-process against the truth, then the server.
+fn service(
+    args: &DemoArgs,
+    data_dir: &Path,
+    key_path: &Path,
+    truth: &ctstats_synth::GroundTruth,
+    ngo_org: &str,
+) -> anyhow::Result<()> {
+    let serve_args = ServeArgs {
+        ledger: LedgerArgs {
+            data: data_dir.to_path_buf(),
+            ledger: None,
+        },
+        key: Some(key_path.to_path_buf()),
+        no_upload: false,
+        listen: args.listen,
+        missions: DEFAULT_MISSIONS.split(',').map(str::to_string).collect(),
+        max_upload_mib: 256,
+    };
+    let ledger_path = serve_args.ledger.ledger_path()?;
+    println!(
+        "6. Principals and budgets in the ledger {}",
+        ledger_path.display()
+    );
+    let dataset = serve_args.ledger.dataset()?;
+    let ledger = serve_args.ledger.open()?;
+    let (_, admin) = ledger.add_principal("demo admin", Role::Admin, None)?;
+    let (analyst, analyst_token) = ledger.add_principal("headquarters", Role::Analyst, None)?;
+    let (researcher, researcher_token) =
+        ledger.add_principal("university", Role::Researcher, None)?;
+    let (_, ngo_token) = ledger.add_principal("ngo officer", Role::Ngo, Some(ngo_org))?;
+    ledger.set_budget(&analyst.id, &dataset, 10.0, 1e-5)?;
+    ledger.set_budget(&researcher.id, &dataset, 2.0, 1e-6)?;
+    drop(ledger);
+    println!("   analyst: epsilon 10, delta 1e-5; researcher: epsilon 2, delta 1e-6");
+
+    let state = ctstats::serve::state(&serve_args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let query = serde_json::json!({
+        "measure": "persons",
+        "group_by": ["mission", "registration_year"],
+        "period": {"from": "2003-01", "to": "2008-12"},
+        "contribution_bound": 4,
+        "budget": {"epsilon": 1.0}
+    });
+    println!("7. The analyst asks: persons assisted per mission and year, 2003-2008 (epsilon 1)");
+    let router = ctstats_query::server::app(state.clone());
+    let response: serde_json::Value = runtime.block_on(async {
+        let request = axum::http::Request::post("/v1/query")
+            .header("authorization", format!("Bearer {analyst_token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(query.to_string()))?;
+        let response = tower::ServiceExt::oneshot(router, request).await?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "query failed: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        anyhow::Ok(serde_json::from_slice(&bytes)?)
+    })?;
+    let (mut covered, mut cells) = (0, 0);
+    println!(
+        "   {:<8} {:>6} {:>18} {:>6}",
+        "cell", "noisy", "95% interval", "truth"
+    );
+    for cell in response["answer"]["cells"].as_array().context("cells")? {
+        let key = format!(
+            "{}/{}",
+            cell["key"][0].as_str().unwrap_or(""),
+            cell["key"][1].as_str().unwrap_or("")
+        );
+        let Some(t) = truth.mission_years.get(&key) else {
+            continue;
+        };
+        let (e, lo, hi) = (
+            cell["estimate"].as_f64().unwrap_or(f64::NAN),
+            cell["lower"].as_f64().unwrap_or(f64::NAN),
+            cell["upper"].as_f64().unwrap_or(f64::NAN),
+        );
+        cells += 1;
+        let inside = lo <= t.persons as f64 && t.persons as f64 <= hi;
+        covered += usize::from(inside);
+        if cells <= 6 {
+            println!(
+                "   {key:<8} {e:>6} {:>18} {:>6}",
+                format!("[{lo}, {hi}]"),
+                t.persons
+            );
+        }
+    }
+    println!("   ... {covered} of {cells} intervals hold the true count (95% expected)");
+    println!(
+        "   charged epsilon {}; the analyst has {} left",
+        response["charged"]["epsilon"], response["budget"]["epsilon_left"]
+    );
+
+    println!("8. The API");
+    let base = format!("http://{}", args.listen);
+    println!("   admin token:      {admin}");
+    println!("   analyst token:    {analyst_token}");
+    println!("   researcher token: {researcher_token}");
+    println!("   ngo token ({ngo_org}): {ngo_token}");
+    println!("   curl -s {base}/openapi.json | head -c 300");
+    println!(
+        "   curl -s -H 'Authorization: Bearer {researcher_token}' -H 'Content-Type: application/json' \\\n     -d '{}' {base}/v1/query",
+        query.to_string().replace("1.0", "0.5")
+    );
+    println!("   curl -s -H 'Authorization: Bearer {researcher_token}' {base}/v1/budget");
+    if args.no_serve {
+        return Ok(());
+    }
+    println!("   serving on {base}; Ctrl-C to stop");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {} (give --listen)", args.listen))?;
+        ctstats_query::server::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+    })
 }
 
 fn ingest(

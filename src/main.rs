@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ctstats_ingest::read::{Format, Progress, ReadOptions};
+use ctstats_ingest::read::Progress;
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret, Status};
 
 mod demo;
@@ -68,6 +68,18 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Run the whole path on synthetic data: generate, keygen, ingest, check against the truth.
     Demo(demo::DemoArgs),
+    /// Serve differentially private queries (and, with the key, uploads) over HTTP.
+    Serve(ctstats::serve::ServeArgs),
+    /// Manage the principals (bearer tokens and roles) of a dataset's ledger.
+    Principal {
+        #[command(subcommand)]
+        command: ctstats::serve::PrincipalCommand,
+    },
+    /// Set or show a principal's privacy budget on a dataset.
+    Budget {
+        #[command(subcommand)]
+        command: ctstats::serve::BudgetCommand,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -167,6 +179,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Batches { data, json } => batches(&data, json)?,
         Command::Generate(args) => generate::run(&args)?,
         Command::Demo(args) => demo::run(&args)?,
+        Command::Serve(args) => ctstats::serve::run(&args)?,
+        Command::Principal { command } => ctstats::serve::principal(&command)?,
+        Command::Budget { command } => ctstats::serve::budget(&command)?,
         Command::Withdraw {
             data,
             key,
@@ -186,42 +201,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Read options from command-line flags for one file.
-fn read_options(
-    path: &Path,
-    format: Option<&str>,
-    encoding: Option<&str>,
-    delimiter: Option<char>,
-    sheet: Option<String>,
-) -> anyhow::Result<ReadOptions> {
-    let format = match format {
-        Some(f) => Format::from_name(f)
-            .with_context(|| format!("unknown format {f:?}: use csv, xlsx, jsonl or parquet"))?,
-        None => Format::from_path(path).with_context(|| {
-            format!(
-                "cannot tell the format of {} from its extension: give --format",
-                path.display()
-            )
-        })?,
-    };
-    let mut options = ReadOptions::new(format);
-    if let Some(label) = encoding {
-        options.encoding = Some(
-            encoding_rs::Encoding::for_label(label.as_bytes()).with_context(|| {
-                format!("unknown encoding {label:?}: try utf-8 or windows-1251")
-            })?,
-        );
-    }
-    if let Some(d) = delimiter {
-        if !d.is_ascii() {
-            bail!("the delimiter must be one ASCII character");
-        }
-        options.delimiter = Some(d as u8);
-    }
-    options.sheet = sheet;
-    Ok(options)
-}
-
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let secret = Secret::load(&args.key)?;
     let dataset = Dataset::open(&args.data)?;
@@ -229,8 +208,8 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let mut rejected = false;
     for path in &args.files {
-        let read = read_options(
-            path,
+        let read = ctstats::options::read_options(
+            Some(path),
             args.format.as_deref(),
             args.encoding.as_deref(),
             args.delimiter,

@@ -1,0 +1,402 @@
+//! `ctstats serve`, `principal` and `budget`: the query service wired to the dataset, the ledger
+//! and (with the key) the ingest pipeline for uploads.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use ctstats_ingest::read::Progress;
+use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
+use ctstats_query::ledger::{Ledger, Role};
+use ctstats_query::server::{
+    AppState, DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig, UploadError, UploadOutcome, UploadRequest,
+    Uploader,
+};
+
+/// The mission domain when none is configured: the missions of DESIGN.md's first network.
+pub const DEFAULT_MISSIONS: &str = "KAZ,KGZ,TJK,UZB,MDA,UKR";
+
+/// Where the dataset's ledger lives and what it is called there.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LedgerArgs {
+    /// The dataset directory.
+    #[arg(long, env = "CTSTATS_DATA")]
+    pub data: PathBuf,
+    /// The SQLite ledger (budgets, principals, audit); default: `<data>.ledger.sqlite` beside
+    /// the dataset directory.
+    #[arg(long, env = "CTSTATS_LEDGER")]
+    pub ledger: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    pub fn ledger_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.ledger {
+            Some(p) => Ok(p.clone()),
+            None => ledger_path(&self.data),
+        }
+    }
+
+    pub fn open(&self) -> anyhow::Result<Ledger> {
+        let path = self.ledger_path()?;
+        Ledger::open(&path).with_context(|| format!("opening the ledger {}", path.display()))
+    }
+
+    /// The dataset's name in the ledger.
+    pub fn dataset(&self) -> anyhow::Result<String> {
+        dataset_name(&self.data)
+    }
+}
+
+/// The default ledger of a dataset directory: `<dir>.ledger.sqlite` beside it.
+pub fn ledger_path(data: &Path) -> anyhow::Result<PathBuf> {
+    let name = dataset_name(data)?;
+    let dir = std::path::absolute(data).context("resolving the dataset directory")?;
+    Ok(dir.with_file_name(format!("{name}.ledger.sqlite")))
+}
+
+/// The dataset's name in the ledger: its directory's name.
+pub fn dataset_name(data: &Path) -> anyhow::Result<String> {
+    let dir = std::path::absolute(data).context("resolving the dataset directory")?;
+    let dir = normalise(&dir);
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no directory name", data.display()))
+}
+
+/// Drop `.` and resolve `..` lexically, so `data/.` and `data/` name the same dataset.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The pseudonymisation key: mounts the upload endpoint. Queries never need it.
+    #[arg(long, env = "CTSTATS_KEY", conflicts_with = "no_upload")]
+    pub key: Option<PathBuf>,
+    /// Serve queries only, without the key and without the upload endpoint.
+    #[arg(long)]
+    pub no_upload: bool,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The public mission domain (ISO codes, comma-separated): every query's mission cells.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_MISSIONS)]
+    pub missions: Vec<String>,
+    /// Largest upload accepted, in MiB (413 beyond).
+    #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES >> 20)]
+    pub max_upload_mib: u64,
+}
+
+/// Runs the ingest pipeline for uploads, with the deployment key.
+#[derive(Debug)]
+pub struct IngestUploader {
+    dataset: Dataset,
+    secret: Secret,
+}
+
+impl IngestUploader {
+    pub fn new(dataset: Dataset, secret: Secret) -> Self {
+        IngestUploader { dataset, secret }
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> UploadError {
+    UploadError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+impl Uploader for IngestUploader {
+    fn upload(&self, path: &Path, request: &UploadRequest) -> Result<UploadOutcome, UploadError> {
+        let p = &request.params;
+        // Over HTTP only the built-in profiles: a profile path would read the server's files.
+        let profile_name = p.profile.as_deref().unwrap_or("canonical");
+        if !["canonical", "htcds", "ctdc"].contains(&profile_name) {
+            return Err(invalid(
+                "invalid_profile",
+                "profile is canonical, htcds or ctdc over HTTP; custom profiles are for the command line",
+            ));
+        }
+        let profile =
+            Profile::load(profile_name).map_err(|e| invalid("invalid_profile", e.to_string()))?;
+        let delimiter = match p.delimiter.as_deref() {
+            None => None,
+            Some(d) if d.chars().count() == 1 => d.chars().next(),
+            Some(_) => {
+                return Err(invalid(
+                    "invalid_parameters",
+                    "the delimiter is one character",
+                ));
+            }
+        };
+        let read = crate::options::read_options(
+            p.filename.as_deref().map(Path::new),
+            p.format.as_deref(),
+            p.encoding.as_deref(),
+            delimiter,
+            p.sheet.clone(),
+        )
+        .map_err(|e| invalid("invalid_parameters", e.to_string()))?;
+        let ingest_request = IngestRequest {
+            path: path.to_path_buf(),
+            organisation: request.organisation.clone(),
+            mission: p.mission.clone(),
+            profile,
+            read,
+            accept_valid: p.accept_valid,
+            now: chrono::Utc::now(),
+        };
+        match ctstats_ingest::ingest(
+            &self.dataset,
+            &self.secret,
+            &ingest_request,
+            &Progress::default(),
+        ) {
+            Ok(report) => {
+                let report = serde_json::to_value(&report)
+                    .map_err(|e| UploadError::Internal(e.to_string()))?;
+                let status = report["status"].as_str().unwrap_or("rejected").to_string();
+                Ok(UploadOutcome { status, report })
+            }
+            Err(ctstats_ingest::Error::InvalidArgument { what, message }) => Err(invalid(
+                "invalid_parameters",
+                format!("invalid {what}: {message}"),
+            )),
+            Err(e) => Err(UploadError::Internal(e.to_string())),
+        }
+    }
+}
+
+/// The missions as alpha-3 codes.
+pub fn missions(codes: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for code in codes {
+        let alpha3 = ctstats_ingest::pipeline::check_mission(code.trim())
+            .with_context(|| format!("mission {code:?}"))?;
+        if !out.iter().any(|m| m == alpha3) {
+            out.push(alpha3.to_string());
+        }
+    }
+    if out.is_empty() {
+        bail!("give at least one mission");
+    }
+    Ok(out)
+}
+
+/// The service state for `args`: opens the dataset, the ledger and, with a key, the uploader.
+pub fn state(args: &ServeArgs) -> anyhow::Result<AppState> {
+    let data = &args.ledger.data;
+    let dataset = Dataset::open(data).with_context(|| format!("opening {}", data.display()))?;
+    let uploader: Option<Arc<dyn Uploader>> = match (&args.key, args.no_upload) {
+        (Some(key), false) => {
+            let secret = Secret::load(key)?;
+            let manifest = dataset.manifest()?;
+            let key_id = secret.key_id();
+            if let Some(existing) = &manifest.key_id
+                && *existing != key_id
+            {
+                bail!(
+                    "the key {} (key id {key_id}) is not the dataset's (key id {existing})",
+                    key.display(),
+                );
+            }
+            Some(Arc::new(IngestUploader::new(dataset, secret)))
+        }
+        (None, true) => None,
+        (None, false) => {
+            bail!("give --key to accept uploads, or --no-upload to serve queries only")
+        }
+        (Some(_), true) => unreachable!("clap refuses --key with --no-upload"),
+    };
+    let config = ServiceConfig {
+        data: data.clone(),
+        dataset: args.ledger.dataset()?,
+        missions: missions(&args.missions)?,
+        max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+    };
+    Ok(AppState::new(config, args.ledger.open()?, uploader))
+}
+
+/// `ctstats serve`: serve until Ctrl-C or SIGTERM.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let state = state(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "ctstats serving dataset {} on http://{addr} (uploads {}); OpenAPI at http://{addr}/openapi.json",
+            state.config().dataset,
+            if args.no_upload { "off" } else { "on" },
+        );
+        ctstats_query::server::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum PrincipalCommand {
+    /// Create a principal and print its bearer token (shown once, stored only hashed).
+    Add {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        name: String,
+        /// ngo, analyst, researcher or admin.
+        #[arg(long)]
+        role: String,
+        /// The organisation an ngo uploads for.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// List the principals.
+    List {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a principal: its token stops working at once.
+    Revoke {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        id: String,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BudgetCommand {
+    /// Set a principal's total budget on the dataset; what was spent stays spent.
+    Set {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        epsilon: f64,
+        #[arg(long, default_value_t = 0.0)]
+        delta: f64,
+    },
+    /// Show a principal's budget on the dataset.
+    Show {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        principal: String,
+    },
+}
+
+pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
+    match command {
+        PrincipalCommand::Add {
+            ledger,
+            name,
+            role,
+            org,
+        } => {
+            let role = Role::from_name(role).with_context(|| {
+                format!("unknown role {role:?}: ngo, analyst, researcher or admin")
+            })?;
+            ctstats_query::server::check_principal(name, role, org.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let (p, token) = ledger.open()?.add_principal(name, role, org.as_deref())?;
+            println!("id:    {}", p.id);
+            println!("role:  {}", p.role.name());
+            println!("token: {token}");
+            println!("The token is shown once; the ledger keeps only its hash.");
+        }
+        PrincipalCommand::List { ledger, json } => {
+            let principals = ledger.open()?.principals()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&principals)?);
+            } else {
+                println!(
+                    "{:<16} {:<10} {:<20} {:<20} status",
+                    "id", "role", "name", "organisation"
+                );
+                for p in principals {
+                    println!(
+                        "{:<16} {:<10} {:<20} {:<20} {}",
+                        p.id,
+                        p.role.name(),
+                        p.name,
+                        p.organisation.as_deref().unwrap_or("-"),
+                        if p.revoked { "revoked" } else { "active" }
+                    );
+                }
+            }
+        }
+        PrincipalCommand::Revoke { ledger, id } => {
+            ledger.open()?.revoke(id)?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn budget(command: &BudgetCommand) -> anyhow::Result<()> {
+    let (ledger, principal) = match command {
+        BudgetCommand::Set {
+            ledger, principal, ..
+        }
+        | BudgetCommand::Show { ledger, principal } => (ledger, principal),
+    };
+    let dataset = ledger.dataset()?;
+    let l = ledger.open()?;
+    let b = match command {
+        BudgetCommand::Set { epsilon, delta, .. } => {
+            l.set_budget(principal, &dataset, *epsilon, *delta)?
+        }
+        BudgetCommand::Show { .. } => l
+            .budget(principal, &dataset)?
+            .with_context(|| format!("no budget for {principal} on dataset {dataset}"))?,
+    };
+    println!(
+        "{principal} on {dataset}: epsilon {} of {} left, delta {} of {} left",
+        b.epsilon_left(),
+        b.epsilon_total,
+        b.delta_left(),
+        b.delta_total
+    );
+    Ok(())
+}
