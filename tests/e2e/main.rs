@@ -6,3 +6,4 @@ mod common;
 mod generate;
 mod golden;
 mod ingest;
+mod serve;

@@ -1,0 +1,1026 @@
+//! The query service end to end: the router in-process (no socket) for every endpoint x role,
+//! budgets under concurrency, free previews and re-asked queries, uploads and CSV answers; and
+//! `ctstats serve` as a process, killed during queries, whose ledger must then agree with the
+//! answers that were released.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use ctstats::serve::IngestUploader;
+use ctstats_ingest::{Dataset, Status};
+use ctstats_query::ledger::{Ledger, Role};
+use ctstats_query::server::{AppState, ServiceConfig, app};
+use ctstats_synth::{Config, FileFormat, generate};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::*;
+
+const DATASET: &str = "ds";
+
+struct Tokens {
+    admin: String,
+    analyst: String,
+    researcher: String,
+    ngo: String,
+    other_ngo: String,
+    revoked: String,
+    analyst_id: String,
+    researcher_id: String,
+    victim_id: String,
+}
+
+struct Service {
+    dir: tempfile::TempDir,
+    router: Router,
+    state: AppState,
+    tokens: Tokens,
+    /// A generated canonical CSV of mission UKR, not ingested yet.
+    upload: Vec<u8>,
+    upload_org: String,
+}
+
+/// A dataset with one mission (KGZ) committed, principals of every role, and a router with
+/// uploads on. Analyst and researcher get `epsilon` (and delta 1e-5) each.
+fn service(epsilon: f64) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let gen_dir = dir.path().join("gen");
+    let generated = generate(
+        &Config {
+            persons: 200,
+            missions: vec!["KGZ".into(), "UKR".into()],
+            ngos_per_mission: 1,
+            error_rate: 0.0,
+            formats: vec![FileFormat::Csv],
+            ..Config::default()
+        },
+        &gen_dir,
+    )
+    .unwrap();
+    let data = dir.path().join(DATASET);
+    let dataset = Dataset::open(&data).unwrap();
+    let kgz = generated.files.iter().find(|f| f.mission == "KGZ").unwrap();
+    let report = ingest_file(
+        &dataset,
+        &gen_dir.join(&kgz.path),
+        &kgz.organisation,
+        "KGZ",
+        "canonical",
+        false,
+    );
+    assert_eq!(report.status, Status::Committed);
+    let ukr = generated.files.iter().find(|f| f.mission == "UKR").unwrap();
+    let upload = std::fs::read(gen_dir.join(&ukr.path)).unwrap();
+
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let add = |name: &str, role, org: Option<&str>| ledger.add_principal(name, role, org).unwrap();
+    let (_, admin) = add("admin", Role::Admin, None);
+    let (analyst_p, analyst) = add("hq", Role::Analyst, None);
+    let (researcher_p, researcher) = add("uni", Role::Researcher, None);
+    let (_, ngo) = add("ngo", Role::Ngo, Some(&ukr.organisation));
+    let (_, other_ngo) = add("other", Role::Ngo, Some("other-ngo"));
+    let (revoked_p, revoked) = add("gone", Role::Analyst, None);
+    ledger.revoke(&revoked_p.id).unwrap();
+    let (victim, _) = add("victim", Role::Researcher, None);
+    for p in [&analyst_p, &researcher_p] {
+        ledger.set_budget(&p.id, DATASET, epsilon, 1e-5).unwrap();
+    }
+    let uploader = IngestUploader::new(Dataset::open(&data).unwrap(), test_secret());
+    let state = AppState::new(
+        ServiceConfig {
+            data,
+            dataset: DATASET.into(),
+            missions: vec!["KGZ".into(), "UKR".into()],
+            max_upload_bytes: 1 << 20,
+        },
+        ledger,
+        Some(Arc::new(uploader)),
+    );
+    Service {
+        dir,
+        router: app(state.clone()),
+        state,
+        tokens: Tokens {
+            admin,
+            analyst,
+            researcher,
+            ngo,
+            other_ngo,
+            revoked,
+            analyst_id: analyst_p.id,
+            researcher_id: researcher_p.id,
+            victim_id: victim.id,
+        },
+        upload,
+        upload_org: ukr.organisation.clone(),
+    }
+}
+
+async fn send(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(c) = content_type {
+        request = request.header("content-type", c);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let body = body.map_or_else(Vec::new, |b| b.to_string().into_bytes());
+    let (status, _, bytes) = send(router, method, uri, token, Some("application/json"), body).await;
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{uri}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, value)
+}
+
+/// Persons per mission and registration year, 2003-2008, at `epsilon`.
+fn grouped(epsilon: f64) -> Value {
+    json!({
+        "measure": "persons",
+        "group_by": ["mission", "registration_year"],
+        "period": {"from": "2003-01", "to": "2008-12"},
+        "budget": {"epsilon": epsilon}
+    })
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_each_role_as_documented() {
+    let s = service(100.0);
+    let t = &s.tokens;
+    let upload_uri = "/v1/batches?mission=UKR&format=csv";
+    // (method, uri, body, roles allowed (None: public), status for an allowed caller)
+    type Case<'a> = (
+        Method,
+        String,
+        Option<Value>,
+        Option<&'a [Role]>,
+        StatusCode,
+    );
+    let queriers: &[Role] = &[Role::Analyst, Role::Researcher];
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/openapi.json".into(),
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/dimensions".into(),
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/query".into(),
+            Some(grouped(0.5)),
+            Some(queriers),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/preview".into(),
+            Some(grouped(0.5)),
+            Some(queriers),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/budget".into(),
+            None,
+            Some(queriers),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/batches".into(),
+            None,
+            Some(&[Role::Ngo]),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            upload_uri.into(),
+            None,
+            Some(&[Role::Ngo]),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::GET,
+            "/v1/principals".into(),
+            None,
+            Some(&[Role::Admin]),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/principals".into(),
+            Some(json!({"name": "new", "role": "researcher"})),
+            Some(&[Role::Admin]),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/principals/{}/budget", t.analyst_id),
+            Some(json!({"epsilon": 100.0, "delta": 1e-5})),
+            Some(&[Role::Admin]),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/audit".into(),
+            None,
+            Some(&[Role::Admin]),
+            StatusCode::OK,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/principals/{}", t.victim_id),
+            None,
+            Some(&[Role::Admin]),
+            StatusCode::NO_CONTENT,
+        ),
+    ];
+    let callers: Vec<(&str, Option<&str>, Option<Role>)> = vec![
+        ("no token", None, None),
+        ("bad token", Some("cts_0000"), None),
+        ("revoked token", Some(&t.revoked), None),
+        ("admin", Some(&t.admin), Some(Role::Admin)),
+        ("analyst", Some(&t.analyst), Some(Role::Analyst)),
+        ("researcher", Some(&t.researcher), Some(Role::Researcher)),
+        ("ngo", Some(&t.ngo), Some(Role::Ngo)),
+        (
+            "ngo of another organisation",
+            Some(&t.other_ngo),
+            Some(Role::Ngo),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, uri, body, roles, ok) in &cases {
+        for (who, token, role) in &callers {
+            let (expected, code) = match (roles, role) {
+                (None, _) => (*ok, None),
+                (Some(_), None) if token.is_none() => {
+                    (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+                }
+                (Some(_), None) => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+                (Some(allowed), Some(r)) if allowed.contains(r) => (*ok, None),
+                (Some(_), Some(_)) => (StatusCode::FORBIDDEN, Some("forbidden")),
+            };
+            let (status, got) = if uri.starts_with("/v1/batches?") {
+                let (status, _, bytes) = send(
+                    &s.router,
+                    method.clone(),
+                    uri,
+                    *token,
+                    Some("text/csv"),
+                    s.upload.clone(),
+                )
+                .await;
+                (
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                )
+            } else {
+                call(&s.router, method.clone(), uri, *token, body.clone()).await
+            };
+            let code_ok = code.is_none_or(|c| error_code(&got) == c);
+            if status != expected || !code_ok {
+                failures.push(format!(
+                    "{method} {uri} as {who}: {status} {} (expected {expected} {code:?})",
+                    error_code(&got)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Each organisation sees only its own batches and upload reports.
+    let (_, mine) = call(&s.router, Method::GET, "/v1/batches", Some(&t.ngo), None).await;
+    let (_, theirs) = call(
+        &s.router,
+        Method::GET,
+        "/v1/batches",
+        Some(&t.other_ngo),
+        None,
+    )
+    .await;
+    assert_eq!(mine["organisation"], s.upload_org.as_str());
+    assert_eq!(theirs["organisation"], "other-ngo");
+    for (list, org) in [(&mine, s.upload_org.as_str()), (&theirs, "other-ngo")] {
+        assert_eq!(list["uploads"].as_array().unwrap().len(), 1, "{list}");
+        for b in list["batches"].as_array().unwrap() {
+            assert_eq!(b["organisation"], org);
+        }
+        for u in list["uploads"].as_array().unwrap() {
+            assert_eq!(u["organisation"], org);
+        }
+    }
+    // An NGO cannot name another organisation.
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv&organisation=someone-else",
+        Some(&t.ngo),
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Unknown endpoints and methods are JSON errors too.
+    let (status, body) = call(&s.router, Method::GET, "/v1/nope", Some(&t.admin), None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, body) = call(&s.router, Method::DELETE, "/v1/query", Some(&t.admin), None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused() {
+    let s = service(1.0);
+    let token = Some(s.tokens.researcher.as_str());
+    let budget = |v: &Value| v["epsilon_left"].as_f64().unwrap();
+    let (_, before) = call(&s.router, Method::GET, "/v1/budget", token, None).await;
+    assert_eq!(budget(&before), 1.0);
+
+    let (status, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/preview",
+        token,
+        Some(grouped(0.6)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["affordable"], true);
+    let cost = preview["cost"]["epsilon"].as_f64().unwrap();
+    assert!(cost > 0.59 && cost <= 0.6, "{preview}");
+    // 3 mission cells (KGZ, UKR, unknown) x 7 years (2003-2008, unknown), all released.
+    assert_eq!(preview["cells"], 21);
+    let (_, after_preview) = call(&s.router, Method::GET, "/v1/budget", token, None).await;
+    assert_eq!(budget(&after_preview), 1.0, "a preview charged the budget");
+
+    let (status, first) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        token,
+        Some(grouped(0.6)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["reused"], false);
+    assert_eq!(first["charged"]["epsilon"].as_f64().unwrap(), cost);
+    let left = first["budget"]["epsilon_left"].as_f64().unwrap();
+    assert!((left - (1.0 - cost)).abs() < 1e-9, "{first}");
+    let cells = first["answer"]["cells"].as_array().unwrap();
+    let hw = first["answer"]["parts"][0]["half_width_95"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(cells.len(), 21);
+    for c in cells {
+        let (e, lo, hi) = (
+            c["estimate"].as_f64().unwrap(),
+            c["lower"].as_f64().unwrap(),
+            c["upper"].as_f64().unwrap(),
+        );
+        // The estimate is the unbiased noisy count (it can be below 0); the interval is
+        // clipped to counts that are possible.
+        assert!(lo <= hi && lo >= 0.0 && hi == (e + hw).max(0.0), "{c}");
+    }
+    assert_eq!(first["answer"]["parts"][0]["mechanism"], "laplace");
+
+    // The same query again: the same answer, no charge.
+    let (status, again) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        token,
+        Some(grouped(0.6)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["charged"]["epsilon"], 0.0);
+    assert_eq!(again["answer"], first["answer"]);
+    assert_eq!(again["budget"]["epsilon_left"].as_f64().unwrap(), left);
+
+    // Not enough left: refused, and told how much is left.
+    let (status, refused) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        token,
+        Some(grouped(0.5)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(error_code(&refused), "budget_exhausted");
+    assert_eq!(
+        refused["error"]["details"]["budget"]["epsilon_left"]
+            .as_f64()
+            .unwrap(),
+        left
+    );
+    let (_, end) = call(&s.router, Method::GET, "/v1/budget", token, None).await;
+    assert_eq!(budget(&end), left);
+
+    // A caller without a budget is told so.
+    let (status, body) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        Some(&s.tokens.admin),
+        Some(grouped(0.1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&body), "forbidden");
+
+    // A malformed query names the field.
+    let mut bad = grouped(0.1);
+    bad["group_by"] = json!(["shoe_size"]);
+    let (status, body) = call(&s.router, Method::POST, "/v1/query", token, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "invalid_query");
+    assert_eq!(body["error"]["details"]["errors"][0]["field"], "group_by");
+
+    // The audit log has every step, and no released value.
+    let outcomes: Vec<(String, String)> = s
+        .state
+        .ledger()
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|(p, ..)| p.as_deref() == Some(s.tokens.researcher_id.as_str()))
+        .map(|(_, action, _, outcome)| (action, outcome))
+        .collect();
+    let expected = [
+        ("preview", "previewed"),
+        ("query", "answered"),
+        ("query", "reused"),
+        ("query", "refused"),
+    ];
+    for (action, outcome) in expected {
+        assert!(
+            outcomes.iter().any(|(a, o)| a == action && o == outcome),
+            "{action}/{outcome} missing from {outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_queries_never_overspend() {
+    let s = service(1.0);
+    let router = s.router.clone();
+    let token = s.tokens.analyst.clone();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (router, token, next) = (router.clone(), token.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= 1000 {
+                    return seen;
+                }
+                // Distinct queries (no reuse), each at about epsilon 0.03.
+                let q = json!({
+                    "measure": "cases",
+                    "group_by": ["mission"],
+                    "period": {"from": "2003-01", "to": "2008-12"},
+                    "budget": {"epsilon": 0.03 + i as f64 * 1e-9}
+                });
+                let (status, body) =
+                    call(&router, Method::POST, "/v1/query", Some(&token), Some(q)).await;
+                seen.push((status, body));
+            }
+        }));
+    }
+    let mut answered = 0;
+    let mut refused = 0;
+    let mut charged = 0.0;
+    for t in tasks {
+        for (status, body) in t.await.unwrap() {
+            match status {
+                StatusCode::OK => {
+                    answered += 1;
+                    charged += body["charged"]["epsilon"].as_f64().unwrap();
+                }
+                StatusCode::FORBIDDEN => {
+                    assert_eq!(error_code(&body), "budget_exhausted");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    assert_eq!(answered + refused, 1000);
+    let ledger = s.state.ledger();
+    let budget = ledger
+        .budget(&s.tokens.analyst_id, DATASET)
+        .unwrap()
+        .unwrap();
+    let recorded = ledger.charged_total(&s.tokens.analyst_id, DATASET).unwrap();
+    println!(
+        "1000 queries from 32 tasks: {answered} answered, {refused} refused; charged {charged:.12} \
+         of 1.0; ledger spent {:.12}",
+        budget.epsilon_spent
+    );
+    assert!(answered >= 30 && refused >= 900, "{answered} answered");
+    assert!(
+        budget.epsilon_spent <= 1.0,
+        "overspent: {}",
+        budget.epsilon_spent
+    );
+    // Spent = the sum of the recorded charges = the sum charged to the answered queries
+    // (costs are stored rounded up to 1e-12).
+    assert!((recorded.epsilon - budget.epsilon_spent).abs() < 1e-12);
+    assert!((budget.epsilon_spent - charged).abs() < 1e-9 * answered as f64);
+    let charges = ledger.charges(&s.tokens.analyst_id, DATASET).unwrap();
+    assert_eq!(charges.len(), answered);
+    assert!(charges.iter().all(|c| c.released));
+}
+
+#[tokio::test]
+async fn uploads_commit_are_seen_at_once_and_fail_clearly() {
+    let s = service(10.0);
+    let (ngo, researcher) = (
+        Some(s.tokens.ngo.as_str()),
+        Some(s.tokens.researcher.as_str()),
+    );
+    let persons = |epsilon| {
+        json!({"measure": "persons", "group_by": ["mission"],
+               "period": {"from": "2003-01", "to": "2008-12"}, "budget": {"epsilon": epsilon}})
+    };
+    let (_, before) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        researcher,
+        Some(persons(1.0)),
+    )
+    .await;
+    let generation = before["answer"]["generation"].as_u64().unwrap();
+
+    // Raw body.
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv",
+        ngo,
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    assert_eq!(report["status"], "committed");
+    assert_eq!(
+        report["report"]["rows_read"],
+        report["report"]["rows_committed"]
+    );
+    assert_eq!(report["report"]["organisation"], s.upload_org.as_str());
+
+    // Visible to the next query without a restart.
+    let (_, after) = call(
+        &s.router,
+        Method::POST,
+        "/v1/query",
+        researcher,
+        Some(persons(1.1)),
+    )
+    .await;
+    assert!(
+        after["answer"]["generation"].as_u64().unwrap() > generation,
+        "{after}"
+    );
+
+    // The same file as multipart: a duplicate, nothing written.
+    let boundary = "ctstatsboundary";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"ukr.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(&s.upload);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR",
+        ngo,
+        Some(&format!("multipart/form-data; boundary={boundary}")),
+        form,
+    )
+    .await;
+    let dup: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{dup}");
+    assert_eq!(dup["status"], "duplicate");
+
+    // A file without the required columns: rejected whole, with the reason.
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv",
+        ngo,
+        Some("text/csv"),
+        b"colour,size\nred,3\n".to_vec(),
+    )
+    .await;
+    let rejected: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{rejected}");
+    assert_eq!(rejected["status"], "rejected");
+    assert!(
+        rejected["report"]["file_problem"]["rule"].is_string(),
+        "{rejected}"
+    );
+
+    // Too large: 413, before anything is ingested.
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv",
+        ngo,
+        Some("text/csv"),
+        vec![b'x'; (1 << 20) + 1],
+    )
+    .await;
+    let big: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, error_code(&big)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+
+    // Bad parameters name themselves.
+    let (status, _, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR",
+        ngo,
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    let bad: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("format"),
+        "{bad}"
+    );
+    let (status, _, _) = send(
+        &s.router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv&profile=/etc/passwd",
+        ngo,
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The organisation's list: one batch committed over HTTP and every upload's report.
+    let (_, list) = call(&s.router, Method::GET, "/v1/batches", ngo, None).await;
+    assert_eq!(list["batches"].as_array().unwrap().len(), 1, "{list}");
+    let statuses: Vec<&str> = list["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["rejected", "duplicate", "committed"]);
+}
+
+#[tokio::test]
+async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
+    let s = service(10.0);
+    let (status, headers, body) = send(
+        &s.router,
+        Method::POST,
+        "/v1/query?format=csv",
+        Some(&s.tokens.analyst),
+        Some("application/json"),
+        grouped(0.5).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        headers["x-ctstats-charged-epsilon"]
+            .to_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    let text = String::from_utf8(body).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("mission,registration_year,estimate,lower,upper")
+    );
+    assert_eq!(lines.count(), 21);
+
+    let (_, doc) = call(&s.router, Method::GET, "/openapi.json", None, None).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/query", "post"),
+        ("/v1/preview", "post"),
+        ("/v1/budget", "get"),
+        ("/v1/dimensions", "get"),
+        ("/v1/batches", "get"),
+        ("/v1/batches", "post"),
+        ("/v1/principals", "get"),
+        ("/v1/principals", "post"),
+        ("/v1/principals/{id}", "delete"),
+        ("/v1/principals/{id}/budget", "put"),
+        ("/v1/audit", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(paths.len(), 10);
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
+
+    // Without a key, no upload endpoint, in the router and in the document.
+    let state = AppState::new(
+        s.state.config().clone(),
+        Ledger::open(&s.dir.path().join("l2.sqlite")).unwrap(),
+        None,
+    );
+    let router = app(state);
+    let (status, _, _) = send(
+        &router,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv",
+        Some(&s.tokens.ngo),
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (_, doc) = call(&router, Method::GET, "/openapi.json", None, None).await;
+    assert!(doc["paths"]["/v1/batches"]["post"].is_null());
+    assert!(doc["paths"]["/v1/batches"]["get"].is_object());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server as a process, killed during queries.
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("truncated response"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Start `ctstats serve --no-upload` on a free port; returns the child and its address.
+fn start_server(data: &Path, ledger: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(ctstats_bin())
+        .args([
+            "serve",
+            "--no-upload",
+            "--listen",
+            "127.0.0.1:0",
+            "--missions",
+            "KGZ,UKR",
+        ])
+        .arg("--data")
+        .arg(data)
+        .arg("--ledger")
+        .arg(ledger)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn a_killed_server_leaves_a_ledger_consistent_with_what_it_released() {
+    let s = service(1000.0);
+    let data = s.dir.path().join(DATASET);
+    let ledger_path: PathBuf = s.dir.path().join("ledger.sqlite");
+    let token = s.tokens.researcher.clone();
+    drop(s.router);
+    drop(s.state);
+
+    let (mut child, addr) = start_server(&data, &ledger_path);
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let stop = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, token, received, stop, next) = (
+                addr.clone(),
+                token.clone(),
+                received.clone(),
+                stop.clone(),
+                next.clone(),
+            );
+            std::thread::spawn(move || {
+                while stop.load(Ordering::Relaxed) == 0 {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let q = grouped(0.1 + i as f64 * 1e-6).to_string();
+                    match http(&addr, "POST", "/v1/query", &token, &q) {
+                        // A response cut off by the kill was not received.
+                        Ok((200, body)) => match serde_json::from_str::<Value>(&body) {
+                            Ok(v) => received.lock().unwrap().push((q, v)),
+                            Err(_) => return,
+                        },
+                        Ok((status, body)) => panic!("{status}: {body}"),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once a few answers are out, with more in flight.
+    let started = Instant::now();
+    while received.lock().unwrap().len() < 12 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no answers");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.store(1, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let received = received.lock().unwrap().clone();
+
+    let ledger = Ledger::open(&ledger_path).unwrap();
+    let pid = ledger.authenticate(&token).unwrap().unwrap().id;
+    let charges = ledger.charges(&pid, DATASET).unwrap();
+    let budget = ledger.budget(&pid, DATASET).unwrap().unwrap();
+    let released: HashMap<&str, bool> = charges
+        .iter()
+        .map(|c| (c.query_hash.as_str(), c.released))
+        .collect();
+    // Every answer a client received was charged and stored before it left.
+    for (_, answer) in &received {
+        let hash = answer["query_hash"].as_str().unwrap();
+        assert_eq!(
+            released.get(hash),
+            Some(&true),
+            "answer {hash} released without a stored charge"
+        );
+    }
+    // The budget spent is exactly the sum of the charges; charges without a stored answer are
+    // queries cut off by the kill (budget lost, nothing released).
+    let total: f64 = charges.iter().map(|c| c.cost.epsilon).sum();
+    assert!((total - budget.epsilon_spent).abs() < 1e-9);
+    let unreleased = charges.iter().filter(|c| !c.released).count();
+    println!(
+        "killed with {} answers received, {} charges ({} without a stored answer)",
+        received.len(),
+        charges.len(),
+        unreleased
+    );
+    assert!(charges.len() >= received.len());
+
+    // After a restart, each received query is served again at no cost, identically.
+    let (mut child, addr) = start_server(&data, &ledger_path);
+    for (q, first) in received.iter().take(5) {
+        let (status, body) = http(&addr, "POST", "/v1/query", &token, q).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let again: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(again["reused"], true);
+        assert_eq!(again["answer"], first["answer"]);
+    }
+    let spent_after = Ledger::open(&ledger_path)
+        .unwrap()
+        .budget(&pid, DATASET)
+        .unwrap()
+        .unwrap()
+        .epsilon_spent;
+    assert_eq!(spent_after, budget.epsilon_spent);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_demo_runs_the_whole_path_and_prints_working_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ctstats_bin())
+        .args(["demo", "--no-serve", "--persons", "300", "--dir"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all three match"), "{stdout}");
+    assert!(stdout.contains("intervals hold the true count"), "{stdout}");
+    // The printed researcher token works against the demo's ledger.
+    let token = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("researcher token: "))
+        .unwrap()
+        .trim();
+    let ledger = Ledger::open(&dir.path().join("demo").join("data.ledger.sqlite")).unwrap();
+    let p = ledger.authenticate(token).unwrap().unwrap();
+    assert_eq!(p.role, Role::Researcher);
+    assert_eq!(
+        ledger.budget(&p.id, "data").unwrap().unwrap().epsilon_total,
+        2.0
+    );
+}
