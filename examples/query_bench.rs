@@ -1,0 +1,285 @@
+//! Query benchmark, run by `bench/query.sh` on an ingested dataset. In one process it times:
+//!
+//! 1. the raw aggregation a user would write in DataFusion SQL over the same Parquet files
+//!    (distinct persons per mission and registration year, no privacy), the baseline;
+//! 2. the same question through ctstats in-process: planning with per-person truncation over the
+//!    full public domain (`plan::aggregate`), then pricing and OpenDP noise (`answer`);
+//! 3. the HTTP service on loopback with `--clients` concurrent keep-alive clients: fresh queries
+//!    (each one distinct, so each is planned, charged, computed and stored) and re-served ones
+//!    (asked before, answered from the ledger at no cost).
+//!
+//! Prints medians and p50/p99 and the ratios against the baseline. Usage:
+//!   query_bench --data DIR [--runs 10] [--clients 64] [--fresh 128] [--reserved 20000]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ctstats_query::answer::{self, CostPlan};
+use ctstats_query::ledger::{Ledger, Role};
+use ctstats_query::plan;
+use ctstats_query::server::{AppState, ServiceConfig, serve};
+use ctstats_query::spec::QuerySpec;
+use ctstats_schemas::manifest::Manifest;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const MISSIONS: [&str; 6] = ["KAZ", "KGZ", "TJK", "UZB", "MDA", "UKR"];
+
+struct Args {
+    data: PathBuf,
+    runs: usize,
+    clients: usize,
+    fresh: usize,
+    reserved: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        data: PathBuf::new(),
+        runs: 10,
+        clients: 64,
+        fresh: 128,
+        reserved: 20_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--data" => a.data = value.into(),
+            "--runs" => a.runs = value.parse()?,
+            "--clients" => a.clients = value.parse()?,
+            "--fresh" => a.fresh = value.parse()?,
+            "--reserved" => a.reserved = value.parse()?,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    anyhow::ensure!(!a.data.as_os_str().is_empty(), "give --data DIR");
+    Ok(a)
+}
+
+fn query(epsilon: f64) -> String {
+    format!(
+        r#"{{"measure":"persons","group_by":["mission","registration_year"],
+            "period":{{"from":"2003-01","to":"2008-12"}},"budget":{{"epsilon":{epsilon}}}}}"#
+    )
+}
+
+const RAW_SQL: &str = "SELECT reporting_mission, to_char(registration_month, '%Y') AS year, \
+     count(DISTINCT person_key) AS persons FROM records \
+     WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01' \
+     GROUP BY 1, 2";
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn raw(root: &Path) -> anyhow::Result<usize> {
+    let manifest = Manifest::read(root)?;
+    let paths: Vec<String> = manifest
+        .live_files()
+        .map(|f| root.join(&f.path).to_string_lossy().into_owned())
+        .collect();
+    let ctx = SessionContext::new();
+    let schema = ctstats_schemas::arrow_schema();
+    let options = ParquetReadOptions::default().schema(&schema);
+    let table = ctx.read_parquet(paths, options).await?;
+    ctx.register_table("records", table.into_view())?;
+    let batches = ctx.sql(RAW_SQL).await?.collect().await?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+async fn private(root: &Path, missions: &[String], epsilon: f64) -> anyhow::Result<usize> {
+    let spec = QuerySpec::from_json(&query(epsilon))?.validate(missions)?;
+    let aggregates = plan::aggregate(root, missions, &spec).await?;
+    let answer = tokio::task::spawn_blocking(move || {
+        let plan = CostPlan::new(&spec)?;
+        anyhow::Ok(answer::release(&spec, &aggregates, &plan)?)
+    })
+    .await??;
+    Ok(answer.cells.len())
+}
+
+/// One keep-alive connection: POST `body` and read the response; returns the status.
+async fn post(conn: &mut BufReader<TcpStream>, token: &str, body: &str) -> anyhow::Result<u16> {
+    let request = format!(
+        "POST /v1/query HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.get_mut().write_all(request.as_bytes()).await?;
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status")?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        conn.read_line(&mut line).await?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = l.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await?;
+    Ok(status)
+}
+
+/// `total` requests from `clients` connections; request `i` asks `query(epsilon(i))`.
+async fn load(
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    total: usize,
+    epsilon: impl Fn(usize) -> f64 + Send + Sync + 'static,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let epsilon = Arc::new(epsilon);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (next, epsilon, token) = (next.clone(), epsilon.clone(), token.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = BufReader::new(TcpStream::connect(addr).await?);
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return anyhow::Ok(latencies);
+                }
+                let t = Instant::now();
+                let status = post(&mut conn, &token, &query(epsilon(i))).await?;
+                anyhow::ensure!(status == 200, "status {status}");
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Ok((elapsed, all))
+}
+
+fn report(name: &str, elapsed: Duration, latencies: &[Duration]) -> f64 {
+    let rps = latencies.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "{name}: {} requests in {:.2} s = {rps:.0} req/s; p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        ms(percentile(latencies, 0.5)),
+        ms(percentile(latencies, 0.99)),
+    );
+    rps
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let root = args.data.clone();
+    let missions: Vec<String> = MISSIONS.iter().map(|m| m.to_string()).collect();
+    let manifest = Manifest::read(&root)?;
+    println!(
+        "dataset: {} live rows in {} files",
+        manifest.live_rows(),
+        manifest.live_files().count()
+    );
+
+    // Warm the page cache and both paths once, then time `runs` of each, interleaved.
+    raw(&root).await?;
+    private(&root, &missions, 1.0).await?;
+    let (mut raw_times, mut dp_times) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let groups = raw(&root).await?;
+        raw_times.push(t.elapsed());
+        let t = Instant::now();
+        let cells = private(&root, &missions, 1.0).await?;
+        dp_times.push(t.elapsed());
+        anyhow::ensure!(
+            groups > 0 && cells == 7 * 7,
+            "{groups} groups, {cells} cells"
+        );
+    }
+    let (raw_ms, dp_ms) = (ms(median(raw_times)), ms(median(dp_times)));
+    println!(
+        "raw DataFusion SQL (count distinct per mission-year): median {raw_ms:.1} ms over {} runs",
+        args.runs
+    );
+    println!("ctstats DP query (truncate, group over public domain, noise): median {dp_ms:.1} ms");
+    println!("ratio DP / raw: {:.2}x", dp_ms / raw_ms);
+
+    // The service on loopback.
+    let dir = tempfile::tempdir()?;
+    let ledger = Ledger::open(&dir.path().join("bench.ledger.sqlite"))?;
+    let (p, token) = ledger.add_principal("bench", Role::Researcher, None)?;
+    ledger.set_budget(&p.id, "bench", 1e6, 0.0)?;
+    let state = AppState::new(
+        ServiceConfig {
+            data: root.clone(),
+            dataset: "bench".into(),
+            missions: missions.clone(),
+            max_upload_bytes: 1 << 20,
+        },
+        ledger,
+        None,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, state, std::future::pending()));
+
+    let clients = args.clients;
+    let (elapsed, fresh) =
+        load(addr, &token, clients, args.fresh, |i| 1.0 + i as f64 * 1e-6).await?;
+    let fresh_rps = report(
+        &format!("HTTP fresh queries, {clients} clients"),
+        elapsed,
+        &fresh,
+    );
+    // Re-served: the same questions as the fresh run, asked again.
+    let n = args.fresh;
+    let (elapsed, reserved) = load(addr, &token, clients, args.reserved, move |i| {
+        1.0 + (i % n) as f64 * 1e-6
+    })
+    .await?;
+    let reserved_rps = report(
+        &format!("HTTP re-served answers, {clients} clients"),
+        elapsed,
+        &reserved,
+    );
+    println!(
+        "ratio re-served / fresh throughput: {:.1}x",
+        reserved_rps / fresh_rps
+    );
+    Ok(())
+}
