@@ -8,7 +8,10 @@
 //!    OpenDP measurements are not `Send`) and post-processes the noisy parts into cells.
 //!
 //! Budget split: a query with `n` noisy parts (a mean has two: sum and count) gives each part
-//! `epsilon / n`; a Gaussian query gives each part `delta / n`; with threshold keys the part
+//! `epsilon / n`; a Gaussian query gives each part `delta / n`. Shares are taken in ledger
+//! units (10^-12) and calibrated to just below them ([`ledger::share`]), so the costs, rounded
+//! up to units and added, never exceed what was asked: ten queries at epsilon 0.1 fit in a
+//! budget of 1.0 although the binary 0.1 is a little above 1/10. With threshold keys the part
 //! that selects the keys (the count) takes the whole delta. An accuracy target is applied to
 //! each part and the budgets are added. Sequential composition: the total cost is the sum of
 //! the parts' costs.
@@ -31,6 +34,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::dp::{self, Cost, DpError, Mechanism, Sensitivity};
+use crate::ledger;
 use crate::plan::{Aggregates, contributions};
 use crate::spec::{self, KeysMode, Measure, Privacy, ValidatedSpec};
 
@@ -68,7 +72,7 @@ pub struct Part {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostPlan {
     pub parts: Vec<Part>,
-    /// The sum of the parts' costs: what the ledger is charged.
+    /// The sum of the parts' costs, each rounded up to ledger units: what the ledger is charged.
     pub total: Cost,
 }
 
@@ -84,7 +88,7 @@ impl CostPlan {
     /// small, an accuracy no budget can reach) unless [`DpError::is_caller_error`] says not.
     pub fn new(spec: &ValidatedSpec) -> Result<CostPlan, DpError> {
         let components = contributions(spec);
-        let n = components.len() as f64;
+        let parts_count = components.len();
         let mechanism = dp_mechanism(spec.mechanism());
         let selector = selector(spec, components.iter().map(|(name, _)| *name));
         let delta = match spec.privacy() {
@@ -99,15 +103,16 @@ impl CostPlan {
             };
             let selects = selector == Some(i);
             let (mechanism, part_delta) = match (spec.keys(), delta) {
-                (KeysMode::Threshold, Some(d)) => {
-                    (Mechanism::Laplace, if selects { d } else { 0.0 })
-                }
-                (_, Some(d)) => (mechanism, d / n),
+                (KeysMode::Threshold, Some(d)) => (
+                    Mechanism::Laplace,
+                    if selects { ledger::share(d, 1) } else { 0.0 },
+                ),
+                (_, Some(d)) => (mechanism, ledger::share(d, parts_count)),
                 (_, None) => (mechanism, 0.0),
             };
             let budget = match spec.privacy() {
                 Privacy::Budget { epsilon, .. } => Cost {
-                    epsilon: epsilon / n,
+                    epsilon: ledger::share(epsilon, parts_count),
                     delta: part_delta,
                 },
                 Privacy::Accuracy { half_width_95, .. } => {
@@ -150,16 +155,15 @@ impl CostPlan {
             };
             parts.push(part);
         }
-        let total = parts.iter().fold(
-            Cost {
-                epsilon: 0.0,
-                delta: 0.0,
-            },
-            |acc, p| Cost {
-                epsilon: acc.epsilon + p.cost.epsilon,
-                delta: acc.delta + p.cost.delta,
-            },
-        );
+        // Added in ledger units, each part rounded up, so the total is what the ledger charges
+        // and never less than the parts' costs.
+        let units = |cost: fn(&Part) -> f64| -> i64 {
+            parts.iter().map(|p| ledger::units_up(cost(p))).sum()
+        };
+        let total = Cost {
+            epsilon: ledger::at_most(units(|p| p.cost.epsilon)),
+            delta: ledger::at_most(units(|p| p.cost.delta)),
+        };
         Ok(CostPlan { parts, total })
     }
 }
@@ -637,6 +641,39 @@ mod tests {
         assert_eq!(plan.total.delta, 0.0);
         // The plan is deterministic: the ledger can be charged before the release.
         assert_eq!(plan, CostPlan::new(&s).unwrap());
+    }
+
+    #[test]
+    fn budgets_typed_as_decimals_are_spent_to_the_last_unit() {
+        // 0.1 and 1e-6 are not binary fractions; ten queries at epsilon 0.1 (one part, then
+        // two), or ten Gaussian ones at delta 1e-7, still fit in 1.0 and 1e-6, and an eleventh
+        // does not.
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger::Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        for (i, query) in [
+            r#""measure":"persons","group_by":["mission"],"budget":{"epsilon":0.1}"#,
+            r#""measure":"mean","column":"months_to_closure","bounds":{"lower":0,"upper":24},
+               "budget":{"epsilon":0.1}"#,
+            r#""measure":"persons","mechanism":"gaussian","budget":{"epsilon":0.1,"delta":1e-7}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (p, _) = ledger
+                .add_principal(&format!("p{i}"), ledger::Role::Researcher, None)
+                .unwrap();
+            ledger.set_budget(&p.id, "ds", 1.0, 1e-6).unwrap();
+            let plan = CostPlan::new(&spec(&format!("{{{query},{PERIOD}}}"))).unwrap();
+            for q in 0..10 {
+                let charge = ledger.charge(&p.id, "ds", &format!("q{q}"), plan.total);
+                assert!(
+                    matches!(charge, Ok(ledger::Charge::Charged { .. })),
+                    "{query}: query {q} refused: {charge:?} {plan:?}"
+                );
+            }
+            let charge = ledger.charge(&p.id, "ds", "q10", plan.total).unwrap();
+            assert!(matches!(charge, ledger::Charge::Refused { .. }), "{query}");
+        }
     }
 
     #[test]

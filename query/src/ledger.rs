@@ -23,15 +23,106 @@ use serde::{Deserialize, Serialize};
 
 /// Units per 1.0 of epsilon or delta.
 const UNITS: f64 = 1e12;
+const UNITS_INT: u128 = 1_000_000_000_000;
 
-/// Convert an amount to stored units, rounding up (costs).
+/// Convert an amount to stored units, rounding up (costs): the smallest
+/// integer `u` with `u >= amount * 10^12`, computed exactly on the binary
+/// value of `amount` (a floating-point product could round a cost down).
+/// NaN and amounts beyond the range saturate to `i64::MAX`, the conservative
+/// side for a cost.
 pub fn units_up(amount: f64) -> i64 {
-    (amount * UNITS).ceil() as i64
+    if amount.is_nan() {
+        return i64::MAX;
+    }
+    if amount < 0.0 {
+        return units_down(-amount).saturating_neg();
+    }
+    exact_units(amount, true)
 }
 
-/// Convert an amount to stored units, rounding down (totals).
+/// Convert a budget to stored units, rounding down: the largest integer `u`
+/// with `u <= d * 10^12`, where `d` is the shortest decimal that reads back as
+/// `amount` (what the admin typed: a budget of `1e-6` is 10^6 units, although
+/// the nearest f64 is a little below 10^-6). NaN gives 0, the conservative
+/// side for a budget.
 pub fn units_down(amount: f64) -> i64 {
-    (amount * UNITS).floor() as i64
+    if amount.is_nan() {
+        return 0;
+    }
+    if amount < 0.0 {
+        return units_up(-amount).saturating_neg();
+    }
+    if amount.is_infinite() || amount >= 9.2e6 {
+        return i64::MAX;
+    }
+    // `{}` prints the shortest round-trip decimal, never in exponent form.
+    let text = format!("{amount}");
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let frac: String = frac
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(12)
+        .collect();
+    format!("{whole}{frac}").parse().unwrap_or(i64::MAX)
+}
+
+/// The largest f64 that is at most `units / 10^12` exactly: a target a
+/// measurement can be calibrated to so that its cost, rounded up by
+/// [`units_up`], is at most `units`.
+pub fn at_most(units: i64) -> f64 {
+    let mut x = units as f64 / UNITS;
+    while units_up(x) > units {
+        x = x.next_down();
+    }
+    x
+}
+
+/// A part of a budget typed as `amount`, split in `n` equal shares: the
+/// target each share is calibrated to. The shares' costs, each rounded up to
+/// units, add up to at most the budget's units.
+pub fn share(amount: f64, n: usize) -> f64 {
+    at_most(units_down(amount) / n.max(1) as i64)
+}
+
+/// Whether `cost` fits in what `budget` has left, in stored units.
+pub fn affords(budget: &Budget, cost: Cost) -> bool {
+    let left = |total: f64, spent: f64| units_down(total).saturating_sub(units_down(spent));
+    units_up(cost.epsilon) <= left(budget.epsilon_total, budget.epsilon_spent)
+        && units_up(cost.delta) <= left(budget.delta_total, budget.delta_spent)
+}
+
+/// `amount * 10^12` rounded up or down, for a non-negative, non-NaN amount.
+/// The f64 is `mantissa * 2^exponent` exactly; the product with 10^12 is
+/// done in u128 and the power of two applied as a shift.
+fn exact_units(amount: f64, up: bool) -> i64 {
+    if amount.is_infinite() {
+        return i64::MAX;
+    }
+    let bits = amount.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = u128::from(bits & ((1u64 << 52) - 1));
+    let (mantissa, exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u128 << 52), biased - 1075)
+    };
+    let product = mantissa * UNITS_INT; // < 2^53 * 2^40: fits
+    let units = if exponent >= 0 {
+        if exponent >= 64 || product.leading_zeros() < exponent as u32 + 1 {
+            return i64::MAX;
+        }
+        product << exponent
+    } else {
+        let shift = (-exponent) as u32;
+        if shift >= 128 {
+            u128::from(up && product != 0)
+        } else {
+            let whole = product >> shift;
+            let rest = product & ((1u128 << shift) - 1);
+            whole + u128::from(up && rest != 0)
+        }
+    };
+    i64::try_from(units).unwrap_or(i64::MAX)
 }
 
 fn amount(units: i64) -> f64 {
@@ -714,7 +805,19 @@ mod tests {
             Charge::Refused { .. }
         ));
         assert!((ledger.budget(&p.id, "ds").unwrap().unwrap().epsilon_left() - 0.4).abs() < 1e-9);
-        // Exactly the rest is allowed.
+        // 0.4 in binary is a little above 4/10: one unit more than is left.
+        let cost = |epsilon| Cost {
+            epsilon,
+            delta: 1e-6,
+        };
+        let left = ledger.budget(&p.id, "ds").unwrap().unwrap();
+        assert!(!affords(&left, cost(0.4)));
+        assert!(matches!(
+            ledger.charge(&p.id, "ds", "q4", cost(0.4)).unwrap(),
+            Charge::Refused { .. }
+        ));
+        // Exactly the rest, as the service calibrates it, is allowed.
+        assert!(affords(&left, cost(share(0.4, 1))));
         assert!(matches!(
             ledger
                 .charge(
@@ -722,7 +825,7 @@ mod tests {
                     "ds",
                     "q4",
                     Cost {
-                        epsilon: 0.4,
+                        epsilon: share(0.4, 1),
                         delta: 1e-6
                     }
                 )
@@ -835,14 +938,74 @@ mod tests {
         assert_eq!(ledger.audit_entries().unwrap().len(), 1);
     }
 
+    /// `x * 10^12` rounded up or down, from the exact decimal expansion of
+    /// `x` (an independent route from the binary one in `exact_units`).
+    fn oracle_units(x: f64, up: bool) -> i64 {
+        let text = format!("{x:.1100}");
+        let (whole, frac) = text.split_once('.').unwrap();
+        let units: i128 = format!("{whole}{}", &frac[..12]).parse().unwrap();
+        let rest = frac[12..].bytes().any(|b| b != b'0');
+        i64::try_from(units + i128::from(up && rest)).unwrap_or(i64::MAX)
+    }
+
+    #[test]
+    fn rounding_cases_floating_point_gets_wrong() {
+        // 0.1 is slightly above 1/10 in binary: a cost of 0.1 is charged one
+        // unit more than 10^11; a budget typed as 0.1 is 10^11 units.
+        assert_eq!(units_up(0.1), 100_000_000_001);
+        assert_eq!(units_down(0.1), 100_000_000_000);
+        // 1e-6 is slightly below 10^-6: as a cost it is 10^6 units, and so is
+        // a budget of 1e-6, so a query at delta 1e-6 fits that budget.
+        assert_eq!(units_up(1e-6), 1_000_000);
+        assert_eq!(units_down(1e-6), 1_000_000);
+        assert_eq!(units_down(1e-13), 0);
+        assert_eq!(units_down(2.5), 2_500_000_000_000);
+        assert_eq!(units_down(1e7), i64::MAX);
+        // A share of 0.1 is calibrated just below 0.1, so ten fit in 1.0.
+        assert_eq!(share(0.1, 1), 0.1f64.next_down());
+        assert_eq!(units_up(share(0.1, 1)), 100_000_000_000);
+        assert_eq!(units_up(share(1.0, 3)), 333_333_333_333);
+        assert_eq!(units_up(0.0), 0);
+        assert_eq!(units_up(f64::MIN_POSITIVE), 1);
+        assert_eq!(units_down(f64::MIN_POSITIVE), 0);
+        assert_eq!(units_up(f64::NAN), i64::MAX);
+        assert_eq!(units_down(f64::NAN), 0);
+        assert_eq!(units_up(f64::INFINITY), i64::MAX);
+        assert_eq!(units_up(1e300), i64::MAX);
+        for x in [1.0, 2.5, 64.0, 1e6, 0.5, 0.375] {
+            assert_eq!(units_up(x), units_down(x));
+            assert_eq!(units_up(x), oracle_units(x, true));
+        }
+    }
+
     proptest! {
         #[test]
         fn rounding_never_favours_the_caller(cost in 0.0f64..100.0, total in 0.0f64..100.0) {
-            prop_assert!(amount(units_up(cost)) >= cost - 1e-15);
-            prop_assert!(amount(units_down(total)) <= total + 1e-15);
+            // Exact oracle: Rust prints the exact decimal expansion of an f64.
+            prop_assert_eq!(units_up(cost), oracle_units(cost, true));
+            // A budget is read as its shortest decimal, which is within half
+            // an ulp of the binary value: at most one unit above its floor.
+            let (typed, binary) = (units_down(total), oracle_units(total, false));
+            prop_assert!(typed == binary || typed == binary + 1, "{total}: {typed} vs {binary}");
             if units_up(cost) <= units_down(total) {
-                prop_assert!(cost <= total + 1e-12);
+                prop_assert!(cost <= total);
             }
+        }
+
+        #[test]
+        fn costs_round_up_exactly_at_every_scale(bits in 0u64..0x4330_0000_0000_0000) {
+            // Every non-negative f64 below 2^52 (sub-normals included).
+            let x = f64::from_bits(bits);
+            prop_assert_eq!(units_up(x), oracle_units(x, true));
+        }
+
+        #[test]
+        fn shares_fit_the_budget(budget in 0.0f64..10.0, n in 1usize..8) {
+            let target = share(budget, n);
+            prop_assert!(target >= 0.0);
+            prop_assert!(units_up(target) * n as i64 <= units_down(budget));
+            // And nothing is wasted beyond one unit per share.
+            prop_assert!(units_down(budget) - units_up(target) * n as i64 <= 2 * n as i64);
         }
     }
 }

@@ -48,7 +48,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use crate::answer::{self, Answer, CostPlan, Part};
 use crate::dp::{Cost, DpError};
 use crate::ledger::{
-    AuditRecord, Budget, Charge, Ledger, LedgerError, Principal, Role, UploadRecord,
+    self, AuditRecord, Budget, Charge, Ledger, LedgerError, Principal, Role, UploadRecord,
 };
 use crate::plan::{self, PlanError};
 use crate::spec::{self, QuerySpec, SpecError, SpecErrors, ValidatedSpec};
@@ -818,9 +818,7 @@ async fn preview(
     state
         .audit(&caller.0, "preview", detail, None, "previewed")
         .await?;
-    let affordable = budget.is_some_and(|b| {
-        plan.total.epsilon <= b.epsilon_left() && plan.total.delta <= b.delta_left()
-    });
+    let affordable = budget.is_some_and(|b| ledger::affords(&b, plan.total));
     Ok(Json(PreviewResponse {
         query_hash: spec.hash(),
         cells: (spec.keys() == spec::KeysMode::Public)
