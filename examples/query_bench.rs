@@ -250,6 +250,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             dataset: "bench".into(),
             missions: missions.clone(),
             max_upload_bytes: 1 << 20,
+            max_concurrent_queries: ServiceConfig::default_concurrent_queries(),
         },
         ledger,
         None,

@@ -173,6 +173,7 @@ fn service(
         listen: args.listen,
         missions: DEFAULT_MISSIONS.split(',').map(str::to_string).collect(),
         max_upload_mib: 256,
+        max_concurrent_queries: None,
     };
     let ledger_path = serve_args.ledger.ledger_path()?;
     println!(

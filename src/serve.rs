@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// Largest upload accepted, in MiB (413 beyond).
     #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES >> 20)]
     pub max_upload_mib: u64,
+    /// Queries aggregating at once; the rest queue in arrival order. Default: half the cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_queries: Option<u16>,
 }
 
 /// Runs the ingest pipeline for uploads, with the deployment key.
@@ -228,6 +231,9 @@ pub fn state(args: &ServeArgs) -> anyhow::Result<AppState> {
         dataset: args.ledger.dataset()?,
         missions: missions(&args.missions)?,
         max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+        max_concurrent_queries: args
+            .max_concurrent_queries
+            .map_or_else(ServiceConfig::default_concurrent_queries, usize::from),
     };
     Ok(AppState::new(config, args.ledger.open()?, uploader))
 }

@@ -67,6 +67,16 @@ pub struct ServiceConfig {
     pub missions: Vec<String>,
     /// Uploads larger than this get a 413.
     pub max_upload_bytes: u64,
+    /// How many queries aggregate at once; the others wait their turn in arrival order. Each
+    /// aggregation already uses every core, so more at once only makes all of them late.
+    pub max_concurrent_queries: usize,
+}
+
+impl ServiceConfig {
+    /// Half the cores, at least one: one aggregation at a time on a 2-core machine.
+    pub fn default_concurrent_queries() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
 }
 
 /// The parameters of an upload, from the query string.
@@ -138,6 +148,8 @@ struct Inner {
     config: ServiceConfig,
     ledger: Ledger,
     uploader: Option<Arc<dyn Uploader>>,
+    /// Permits to aggregate (fair: waiters are served in order).
+    aggregations: tokio::sync::Semaphore,
 }
 
 /// The shared state of the handlers.
@@ -160,6 +172,7 @@ impl AppState {
     pub fn new(config: ServiceConfig, ledger: Ledger, uploader: Option<Arc<dyn Uploader>>) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                aggregations: tokio::sync::Semaphore::new(config.max_concurrent_queries.max(1)),
                 config,
                 ledger,
                 uploader,
@@ -676,11 +689,54 @@ async fn query(
     let csv = wants_csv(format.format.as_deref(), &headers)?;
     let spec = parse_spec(&state, &body.map_err(body_error)?)?;
     let plan = price(&spec).await?;
+    // Charging, computing and storing run in their own task: a client that hangs up does not
+    // abort them, so what it paid for is stored and asking again returns it at no cost.
+    let dataset = state.config().dataset.clone();
+    let settled = tokio::spawn(settle(state, caller.0, spec, plan.clone()))
+        .await
+        .map_err(ApiError::internal)??;
+    let (stored, budget, charged, reused) = match settled {
+        Settled::Answered { stored, budget } => (stored, budget, plan.total, false),
+        Settled::Reused { stored, budget } => {
+            let free = Cost {
+                epsilon: 0.0,
+                delta: 0.0,
+            };
+            (stored, budget, free, true)
+        }
+    };
+    respond(
+        QueryResponse {
+            query_hash: stored.query_hash,
+            query: stored.query,
+            answer: stored.answer,
+            charged,
+            reused,
+            budget: BudgetView::new(&dataset, &budget),
+        },
+        csv,
+    )
+}
+
+/// A query's outcome once the ledger has been asked.
+enum Settled {
+    /// Charged, computed and stored now.
+    Answered { stored: Stored, budget: Budget },
+    /// Asked before: the stored answer, nothing charged.
+    Reused { stored: Stored, budget: Budget },
+}
+
+/// Charge the ledger for `plan` (write-ahead), then compute, store and audit the answer.
+/// Computing waits for one of the service's aggregation permits (first come, first served).
+async fn settle(
+    state: AppState,
+    principal: Principal,
+    spec: ValidatedSpec,
+    plan: CostPlan,
+) -> Result<Settled, ApiError> {
     let hash = spec.hash();
     let detail = format!("{} {}", hash, spec.canonical_json());
     let dataset = state.config().dataset.clone();
-    let principal = caller.0.clone();
-
     let (pid, ds, h, cost) = (
         principal.id.clone(),
         dataset.clone(),
@@ -718,27 +774,22 @@ async fn query(
             state
                 .audit(&principal, "query", detail, None, "reused")
                 .await?;
-            let stored: Stored = serde_json::from_str(&answer).map_err(ApiError::internal)?;
-            return respond(
-                QueryResponse {
-                    query_hash: stored.query_hash,
-                    query: stored.query,
-                    answer: stored.answer,
-                    charged: Cost {
-                        epsilon: 0.0,
-                        delta: 0.0,
-                    },
-                    reused: true,
-                    budget: BudgetView::new(&dataset, &budget),
-                },
-                csv,
-            );
+            let stored = serde_json::from_str(&answer).map_err(ApiError::internal)?;
+            return Ok(Settled::Reused { stored, budget });
         }
         Charge::Charged { charge_id, budget } => (charge_id, budget),
     };
 
     // Paid. From here a failure loses the budget just charged, never privacy.
-    let result = compute(&state, &spec, &plan).await;
+    let result = {
+        let _permit = state
+            .inner
+            .aggregations
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        compute(&state, &spec, &plan).await
+    };
     let answer = match result {
         Ok(answer) => answer,
         Err(e) => {
@@ -758,17 +809,7 @@ async fn query(
     state
         .audit(&principal, "query", detail, Some(plan.total), "answered")
         .await?;
-    respond(
-        QueryResponse {
-            query_hash: stored.query_hash,
-            query: stored.query,
-            answer: stored.answer,
-            charged: plan.total,
-            reused: false,
-            budget: BudgetView::new(&dataset, &budget),
-        },
-        csv,
-    )
+    Ok(Settled::Answered { stored, budget })
 }
 
 /// Aggregate in DataFusion, then noise on a blocking thread.

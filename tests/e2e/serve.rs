@@ -102,6 +102,7 @@ fn service(epsilon: f64) -> Service {
             dataset: DATASET.into(),
             missions: vec!["KGZ".into(), "UKR".into()],
             max_upload_bytes: 1 << 20,
+            max_concurrent_queries: ServiceConfig::default_concurrent_queries(),
         },
         ledger,
         Some(Arc::new(uploader)),
@@ -168,6 +169,11 @@ async fn call(
             .unwrap_or_else(|_| panic!("{uri}: not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
     (status, value)
+}
+
+/// `POST /v1/query` with `spec`.
+async fn ask(s: &Service, token: Option<&str>, spec: Value) -> (StatusCode, Value) {
+    call(&s.router, Method::POST, "/v1/query", token, Some(spec)).await
 }
 
 /// Persons per mission and registration year, 2003-2008, at `epsilon`.
@@ -413,14 +419,7 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
     let (_, after_preview) = call(&s.router, Method::GET, "/v1/budget", token, None).await;
     assert_eq!(budget(&after_preview), 1.0, "a preview charged the budget");
 
-    let (status, first) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        token,
-        Some(grouped(0.6)),
-    )
-    .await;
+    let (status, first) = ask(&s, token, grouped(0.6)).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["reused"], false);
     assert_eq!(first["charged"]["epsilon"].as_f64().unwrap(), cost);
@@ -444,14 +443,7 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
     assert_eq!(first["answer"]["parts"][0]["mechanism"], "laplace");
 
     // The same query again: the same answer, no charge.
-    let (status, again) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        token,
-        Some(grouped(0.6)),
-    )
-    .await;
+    let (status, again) = ask(&s, token, grouped(0.6)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["reused"], true);
     assert_eq!(again["charged"]["epsilon"], 0.0);
@@ -459,14 +451,7 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
     assert_eq!(again["budget"]["epsilon_left"].as_f64().unwrap(), left);
 
     // Not enough left: refused, and told how much is left.
-    let (status, refused) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        token,
-        Some(grouped(0.5)),
-    )
-    .await;
+    let (status, refused) = ask(&s, token, grouped(0.5)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(error_code(&refused), "budget_exhausted");
     assert_eq!(
@@ -479,21 +464,14 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
     assert_eq!(budget(&end), left);
 
     // A caller without a budget is told so.
-    let (status, body) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        Some(&s.tokens.admin),
-        Some(grouped(0.1)),
-    )
-    .await;
+    let (status, body) = ask(&s, Some(&s.tokens.admin), grouped(0.1)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error_code(&body), "forbidden");
 
     // A malformed query names the field.
     let mut bad = grouped(0.1);
     bad["group_by"] = json!(["shoe_size"]);
-    let (status, body) = call(&s.router, Method::POST, "/v1/query", token, Some(bad)).await;
+    let (status, body) = ask(&s, token, bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "invalid_query");
     assert_eq!(body["error"]["details"]["errors"][0]["field"], "group_by");
@@ -520,6 +498,52 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
             "{action}/{outcome} missing from {outcomes:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_after_paying_gets_its_answer_when_it_asks_again() {
+    let s = service(1.0);
+    let token = Some(s.tokens.analyst.as_str());
+    let charges = || {
+        s.state
+            .ledger()
+            .charges(&s.tokens.analyst_id, DATASET)
+            .unwrap()
+    };
+    let mut request = Box::pin(ask(&s, token, grouped(0.3)));
+    // Poll the request without letting other tasks run (current-thread runtime) until its
+    // charge is in the ledger; then hang up before its answer can have been computed.
+    loop {
+        tokio::select! {
+            biased;
+            (status, body) = &mut request => panic!("answered before we hung up: {status} {body}"),
+            _ = std::future::ready(()) => {}
+        }
+        if !charges().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(!charges()[0].released, "answered before we hung up");
+    drop(request);
+
+    // The paid query runs to the end on its own and its answer is stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !charges()[0].released {
+        assert!(Instant::now() < deadline, "the answer was never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, again) = ask(&s, token, grouped(0.3)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["charged"]["epsilon"], 0.0);
+    assert_eq!(charges().len(), 1, "charged twice");
+    let spent = s
+        .state
+        .ledger()
+        .charged_total(&s.tokens.analyst_id, DATASET)
+        .unwrap();
+    assert!(spent.epsilon > 0.29 && spent.epsilon <= 0.3, "{spent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -607,14 +631,7 @@ async fn uploads_commit_are_seen_at_once_and_fail_clearly() {
         json!({"measure": "persons", "group_by": ["mission"],
                "period": {"from": "2003-01", "to": "2008-12"}, "budget": {"epsilon": epsilon}})
     };
-    let (_, before) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        researcher,
-        Some(persons(1.0)),
-    )
-    .await;
+    let (_, before) = ask(&s, researcher, persons(1.0)).await;
     let generation = before["answer"]["generation"].as_u64().unwrap();
 
     // Raw body.
@@ -637,14 +654,7 @@ async fn uploads_commit_are_seen_at_once_and_fail_clearly() {
     assert_eq!(report["report"]["organisation"], s.upload_org.as_str());
 
     // Visible to the next query without a restart.
-    let (_, after) = call(
-        &s.router,
-        Method::POST,
-        "/v1/query",
-        researcher,
-        Some(persons(1.1)),
-    )
-    .await;
+    let (_, after) = ask(&s, researcher, persons(1.1)).await;
     assert!(
         after["answer"]["generation"].as_u64().unwrap() > generation,
         "{after}"
