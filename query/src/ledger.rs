@@ -21,6 +21,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+/// The largest epsilon budget: far above any meaningful one, and 10^18 units fit an i64.
+pub const MAX_EPSILON: f64 = 1e6;
+
 /// Units per 1.0 of epsilon or delta.
 const UNITS: f64 = 1e12;
 const UNITS_INT: u128 = 1_000_000_000_000;
@@ -427,14 +430,10 @@ impl Ledger {
         epsilon: f64,
         delta: f64,
     ) -> Result<Budget> {
-        if !(epsilon.is_finite()
-            && epsilon >= 0.0
-            && delta.is_finite()
-            && (0.0..1.0).contains(&delta))
-        {
-            return Err(LedgerError::InvalidAmount(
-                "epsilon must be >= 0 and delta in [0, 1)".into(),
-            ));
+        if !((0.0..=MAX_EPSILON).contains(&epsilon) && (0.0..1.0).contains(&delta)) {
+            return Err(LedgerError::InvalidAmount(format!(
+                "epsilon must be 0 to {MAX_EPSILON} and delta in [0, 1)"
+            )));
         }
         if self.principal(principal_id)?.is_none() {
             return Err(LedgerError::NoSuchPrincipal(principal_id.into()));

@@ -39,7 +39,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -85,18 +85,26 @@ impl ServiceConfig {
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// Reporting mission, ISO 3166-1 alpha-2 or alpha-3 (e.g. `KGZ`).
+    #[param(pattern = "^[A-Za-z]{2,3}$")]
+    #[schema(pattern = "^[A-Za-z]{2,3}$")]
     pub mission: String,
     /// `csv`, `xlsx`, `jsonl` or `parquet`; from the file name when absent.
     #[serde(default)]
+    #[param(pattern = "^(csv|xlsx|jsonl|parquet)$")]
+    #[schema(pattern = "^(csv|xlsx|jsonl|parquet)$")]
     pub format: Option<String>,
     /// Import profile: `canonical` (default), `htcds` or `ctdc`.
     #[serde(default)]
+    #[param(pattern = "^(canonical|htcds|ctdc)$")]
+    #[schema(pattern = "^(canonical|htcds|ctdc)$")]
     pub profile: Option<String>,
     /// Text encoding of CSV and JSON Lines (e.g. `windows-1251`); detected when absent.
     #[serde(default)]
     pub encoding: Option<String>,
     /// CSV delimiter, one character; sniffed when absent.
     #[serde(default)]
+    #[param(min_length = 1, max_length = 1)]
+    #[schema(min_length = 1, max_length = 1)]
     pub delimiter: Option<String>,
     /// Excel sheet name; the first sheet when absent.
     #[serde(default)]
@@ -500,9 +508,15 @@ pub struct UploadResponse {
 /// A multipart upload: the file in the `file` field.
 #[derive(Debug, ToSchema)]
 pub struct UploadForm {
+    /// The file.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
 }
+
+/// A file as the raw request body.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawFile(pub Vec<u8>);
 
 /// The caller's organisation's batches and upload reports.
 #[derive(Debug, Serialize, ToSchema)]
@@ -519,6 +533,12 @@ pub struct BatchList {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrincipal {
+    /// 1 to 100 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: String,
     pub role: Role,
     /// Required for `ngo`: the organisation it uploads for.
@@ -538,8 +558,10 @@ pub struct CreatedPrincipal {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
+    #[schema(minimum = 0, maximum = 1000000)]
     pub epsilon: f64,
     #[serde(default)]
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     pub delta: f64,
 }
 
@@ -558,6 +580,7 @@ pub struct Catalogue {
 pub struct FormatParams {
     /// `json` (default) or `csv` (the cells only; cost and budget in `X-Ctstats-*` headers).
     #[serde(default)]
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -569,6 +592,7 @@ pub struct AuditParams {
     pub after: Option<i64>,
     /// At most this many lines (default and maximum 1000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -942,7 +966,7 @@ fn organisation(caller: &Caller) -> Result<String, ApiError> {
     post, path = "/v1/batches", tag = "batches",
     params(UploadParams),
     request_body(description = "The file, as the raw body or as the `file` field of a multipart/form-data body",
-                 content((Vec<u8> = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
+                 content((RawFile = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
     responses(
         (status = 201, description = "Committed", body = UploadResponse),
         (status = 200, description = "The same file was committed before: nothing written", body = UploadResponse),
@@ -1343,10 +1367,15 @@ async fn audit_log(
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     caller.require(&[Role::Admin])?;
     let Query(params) = params.map_err(query_string_error)?;
-    let (after, limit) = (
-        params.after.unwrap_or(0),
-        params.limit.unwrap_or(1000).min(1000),
-    );
+    let limit = params.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameters",
+            format!("limit is 1 to 1000, not {limit}"),
+        ));
+    }
+    let after = params.after.unwrap_or(0);
     let lines = state.db(move |l| l.audit_log(after, limit)).await?;
     Ok(Json(lines.into_iter().map(|(_, r)| r).collect()))
 }
@@ -1384,7 +1413,17 @@ async fn log_requests(request: Request, next: Next) -> Response {
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "-".to_string(), |p| p.as_str().to_string());
     let started = Instant::now();
-    let response = next.run(request).await;
+    // A panicking handler gets the generic 500 body, not a dropped connection. The panic hook has
+    // already written the cause to the log.
+    let response = match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            ApiError::internal(format!("a handler panicked on {method} {route}")).into_response()
+        }
+    };
     tracing::info!(
         %method,
         route,
@@ -1469,4 +1508,40 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_the_generic_500_body() {
+        let router: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let bound: i64 = std::hint::black_box(i64::MIN);
+                    // The kind of bug Schemathesis found: overflow in a debug build.
+                    Json(bound.checked_abs().expect("overflow"))
+                }),
+            )
+            .layer(middleware::from_fn(log_requests));
+        let response = router
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("overflow"), "{body}");
+    }
 }

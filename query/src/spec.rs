@@ -174,8 +174,10 @@ pub enum Bins {
 #[serde(deny_unknown_fields)]
 pub struct PeriodSpec {
     /// First month, `YYYY-MM`.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}$")]
     pub from: String,
     /// Last month, `YYYY-MM`, inclusive.
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}$")]
     pub to: String,
 }
 
@@ -874,7 +876,12 @@ impl QuerySpec {
                 );
                 None
             }
-            Some(b) if b.lower.abs() > MAX_ABS_BOUND || b.upper.abs() > MAX_ABS_BOUND => {
+            // `unsigned_abs`: `i64::MIN.abs()` overflows (a panic in debug, a wrap to a
+            // negative number that passed this check in release).
+            Some(b)
+                if b.lower.unsigned_abs() > MAX_ABS_BOUND.unsigned_abs()
+                    || b.upper.unsigned_abs() > MAX_ABS_BOUND.unsigned_abs() =>
+            {
                 errs.push(
                     "bounds",
                     format!("lower and upper must be within -{MAX_ABS_BOUND} to {MAX_ABS_BOUND}"),
@@ -1303,6 +1310,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("female, male"), "{e}");
+    }
+
+    #[test]
+    fn bounds_at_the_ends_of_i64_are_refused_not_wrapped() {
+        // Found by Schemathesis: `i64::MIN.abs()` panicked the handler.
+        for (lower, upper) in [
+            (i64::MIN, 0),
+            (0, i64::MIN),
+            (i64::MIN, i64::MAX),
+            (-1, i64::MAX),
+        ] {
+            let json = format!(
+                r#"{{"measure":"sum","column":"months_to_closure","bounds":{{"lower":{lower},"upper":{upper}}},
+                "period":{{"from":"2003-01","to":"2003-12"}},"budget":{{"epsilon":1}}}}"#
+            );
+            assert_eq!(errors(&json), vec!["bounds"], "{lower} {upper}");
+        }
     }
 
     #[test]
