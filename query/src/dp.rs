@@ -513,7 +513,74 @@ pub fn half_width(mechanism: Mechanism, scale: f64, alpha: f64) -> Result<f64> {
 }
 
 /// The smallest noise scale whose privacy loss at `sensitivity` fits in `budget`, and that loss.
+/// Calibrations already searched for, by their exact inputs. Calibrating is deterministic but
+/// builds OpenDP measurements dozens of times while it searches (about 1 ms for Laplace, far more
+/// for the Gaussian and threshold mechanisms), and every query calibrates each part twice: when
+/// it is priced and when it is released. Only the search is remembered: a release still builds
+/// its measurement and checks its cost with OpenDP's map.
+struct Calibrations<P> {
+    found: std::sync::LazyLock<std::sync::Mutex<HashMap<CalibrationKey, P>>>,
+}
+
+/// `(l0, l1, linf, mechanism, epsilon bits, delta bits)`; `None` for the threshold mechanism.
+type CalibrationKey = (u64, u64, u64, Option<Mechanism>, u64, u64);
+
+/// Entries kept before the cache starts over (each is a few dozen bytes).
+const CALIBRATIONS_KEPT: usize = 4096;
+
+impl<P: Copy> Calibrations<P> {
+    const fn new() -> Self {
+        Calibrations {
+            found: std::sync::LazyLock::new(Default::default),
+        }
+    }
+
+    fn get_or(&self, key: CalibrationKey, search: impl FnOnce() -> Result<P>) -> Result<P> {
+        let cached = self
+            .found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let found = search()?;
+        let mut map = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CALIBRATIONS_KEPT {
+            map.clear();
+        }
+        map.insert(key, found);
+        Ok(found)
+    }
+}
+
+fn calibration_key(s: &Sensitivity, mechanism: Option<Mechanism>, budget: Cost) -> CalibrationKey {
+    (
+        s.l0,
+        s.l1,
+        s.linf,
+        mechanism,
+        budget.epsilon.to_bits(),
+        budget.delta.to_bits(),
+    )
+}
+
+static COUNT_CALIBRATIONS: Calibrations<Preview> = Calibrations::new();
+static SPARSE_CALIBRATIONS: Calibrations<SparsePreview> = Calibrations::new();
+
 fn calibrate(sensitivity: &Sensitivity, mechanism: Mechanism, budget: Cost) -> Result<Preview> {
+    COUNT_CALIBRATIONS.get_or(
+        calibration_key(sensitivity, Some(mechanism), budget),
+        || search_calibration(sensitivity, mechanism, budget),
+    )
+}
+
+fn search_calibration(
+    sensitivity: &Sensitivity,
+    mechanism: Mechanism,
+    budget: Cost,
+) -> Result<Preview> {
     check_budget(mechanism, budget)?;
     sensitivity.check()?;
     let start = match mechanism {
@@ -693,6 +760,12 @@ fn threshold_cost(m: &ThresholdMeasurement, sensitivity: &Sensitivity) -> Result
 
 /// The scale fits epsilon; the threshold is then the smallest one whose delta fits.
 fn calibrate_sparse(sensitivity: &Sensitivity, budget: Cost) -> Result<SparsePreview> {
+    SPARSE_CALIBRATIONS.get_or(calibration_key(sensitivity, None, budget), || {
+        search_sparse_calibration(sensitivity, budget)
+    })
+}
+
+fn search_sparse_calibration(sensitivity: &Sensitivity, budget: Cost) -> Result<SparsePreview> {
     check_epsilon(budget.epsilon)?;
     check_positive_delta(budget.delta, "a sparse release")?;
     sensitivity.check()?;
@@ -815,6 +888,23 @@ pub fn release_sparse(
         half_width_95: plan.half_width_95,
         cost,
     })
+}
+
+#[cfg(test)]
+/// Exact probability mass of OpenDP's noise at `x` (DESIGN: test noise by its distribution).
+pub(crate) fn pmf(mechanism: Mechanism, scale: f64, x: i64) -> f64 {
+    match mechanism {
+        Mechanism::Laplace => {
+            let q = (-1.0 / scale).exp();
+            (1.0 - q) / (1.0 + q) * q.powi(x.unsigned_abs() as i32)
+        }
+        Mechanism::Gaussian => {
+            let norm: f64 = (-2000..=2000)
+                .map(|y: i64| (-((y * y) as f64) / (2.0 * scale * scale)).exp())
+                .sum();
+            (-((x * x) as f64) / (2.0 * scale * scale)).exp() / norm
+        }
+    }
 }
 
 #[cfg(test)]
@@ -952,22 +1042,6 @@ mod tests {
                 root.next_down().mul_add(root.next_down(), -(n as f64)) < 0.0,
                 "{n}"
             );
-        }
-    }
-
-    /// Exact probability mass of OpenDP's noise at `x` (DESIGN: test noise by its distribution).
-    fn pmf(mechanism: Mechanism, scale: f64, x: i64) -> f64 {
-        match mechanism {
-            Mechanism::Laplace => {
-                let q = (-1.0 / scale).exp();
-                (1.0 - q) / (1.0 + q) * q.powi(x.unsigned_abs() as i32)
-            }
-            Mechanism::Gaussian => {
-                let norm: f64 = (-2000..=2000)
-                    .map(|y: i64| (-((y * y) as f64) / (2.0 * scale * scale)).exp())
-                    .sum();
-                (-((x * x) as f64) / (2.0 * scale * scale)).exp() / norm
-            }
         }
     }
 

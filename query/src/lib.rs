@@ -19,8 +19,12 @@
 //! binary provides.
 
 pub mod answer;
+#[cfg(test)]
+mod audit;
 pub mod dp;
 pub mod ledger;
 pub mod plan;
 pub mod server;
 pub mod spec;
+#[cfg(test)]
+mod testdata;
