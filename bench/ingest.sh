@@ -13,7 +13,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctstats/target}"
 if [ ! -x /usr/bin/time ]; then
   apt-get install -y time >/dev/null 2>&1 || { echo "bench: GNU time is needed (apt-get install time)" >&2; exit 1; }
 fi
-cargo build --release --quiet --bin ctstats --example arrow_csv_to_parquet
+# SKIP_BUILD=1 uses the binaries already built in $CARGO_TARGET_DIR/release.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin ctstats --example arrow_csv_to_parquet
 BIN="$CARGO_TARGET_DIR/release/ctstats"
 BASELINE="$CARGO_TARGET_DIR/release/examples/arrow_csv_to_parquet"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ctstats-bench.XXXXXX")"

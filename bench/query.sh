@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PERSONS="${1:-880000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctstats/target}"
-cargo build --release --quiet --bin ctstats --example query_bench
+# SKIP_BUILD=1 uses the binaries already built in $CARGO_TARGET_DIR/release.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin ctstats --example query_bench
 BIN="$CARGO_TARGET_DIR/release/ctstats"
 BENCH="$CARGO_TARGET_DIR/release/examples/query_bench"
 WORK="${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/ctstats-qbench.XXXXXX")}"

@@ -188,7 +188,7 @@ async fn load(
 fn report(name: &str, elapsed: Duration, latencies: &[Duration]) -> f64 {
     let rps = latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
-        "{name}: {} requests in {:.2} s = {rps:.0} req/s; p50 {:.2} ms, p99 {:.2} ms",
+        "{name}: {} requests in {:.2} s = {rps:.2} req/s; p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),
         elapsed.as_secs_f64(),
         ms(percentile(latencies, 0.5)),
