@@ -136,3 +136,40 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Copy the directory tree at `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Assert that no canary, in any of the forms it could be stored in (as given, lower and upper
+/// case, normalised as a name or as a document number; forms of 6 bytes or more), occurs in any
+/// haystack, case-insensitively.
+pub fn assert_no_canary(canaries: &[&str], haystacks: &[(String, String)]) {
+    for canary in canaries {
+        let forms = [
+            canary.to_string(),
+            canary.to_lowercase(),
+            canary.to_uppercase(),
+            ctstats_ingest::identity::normalise_name(canary),
+            ctstats_ingest::identity::normalise_document(canary),
+        ];
+        for form in forms.iter().filter(|f| f.len() >= 6) {
+            for (name, hay) in haystacks {
+                assert!(
+                    !hay.to_lowercase().contains(&form.to_lowercase()),
+                    "canary form {form:?} found in {name}"
+                );
+            }
+        }
+    }
+}

@@ -842,19 +842,6 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
     assert!(doc["paths"]["/v1/batches"]["get"].is_object());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// `value` with the fields that are fresh on every call (tokens, new ids, timestamps) blanked.
 fn without_fresh_fields(value: &Value) -> Value {
     match value {
@@ -1134,21 +1121,26 @@ fn http(
 
 /// Start `ctstats serve --no-upload` on a free port; returns the child and its address.
 fn start_server(data: &Path, ledger: &Path) -> (std::process::Child, String) {
+    spawn_server(data, ledger, &["--no-upload"], Stdio::null())
+}
+
+/// Start `ctstats serve` with `extra` arguments on a free port, its log to `stderr`.
+fn spawn_server(
+    data: &Path,
+    ledger: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, String) {
     let mut child = Command::new(ctstats_bin())
-        .args([
-            "serve",
-            "--no-upload",
-            "--listen",
-            "127.0.0.1:0",
-            "--missions",
-            "KGZ,UKR",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--missions", "KGZ,UKR"])
+        .args(extra)
         .arg("--data")
         .arg(data)
         .arg("--ledger")
         .arg(ledger)
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -1162,6 +1154,127 @@ fn start_server(data: &Path, ledger: &Path) -> (std::process::Child, String) {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
     (child, addr)
+}
+
+/// Canary identifiers sent through every endpoint that takes input: uploads as CSV (with a
+/// rejected row) and JSON Lines, an upload that fails to parse, queries and previews naming a
+/// canary, a valid query and the batch list. None may then be found, in any normalised form, in
+/// the dataset (raw and decompressed), the ledger (budgets, audit, stored answers, upload
+/// reports), the server's trace-level log, or any upload response.
+#[test]
+fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
+    let s = service(100.0);
+    let data = s.dir.path().join(DATASET);
+    let ledger = s.dir.path().join("ledger.sqlite");
+    let key = write_test_key(s.dir.path());
+    let (ngo, analyst) = (s.tokens.ngo.clone(), s.tokens.analyst.clone());
+    drop(s.router);
+    drop(s.state);
+    let log_path = s.dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (mut child, addr) = spawn_server(
+        &data,
+        &ledger,
+        &["-vv", "--key", key.to_str().unwrap()],
+        Stdio::from(log),
+    );
+
+    let canaries = [
+        "Канареечкина",
+        "Зоряна",
+        "Canaryfirstname",
+        "Canarysurname",
+        "1911-11-11",
+        "CANARYDOC7741",
+        "+99655577331",
+        "canary.mail@example.org",
+        "Canary street 12",
+        "Canary free text note",
+        "Canarygendervalue",
+    ];
+    let csv = format!(
+        "case_id,last_name,first_name,birth_date,document_number,Phone,email,address,notes,registration_date,gender\n\
+         H-1,{},{},{},{},{},{},{},{},2005-01-10,female\n\
+         H-2,{},{},1980-01-01,,,,,,2005-02-10,{}\n",
+        canaries[0],
+        canaries[1],
+        canaries[4],
+        canaries[5],
+        canaries[6],
+        canaries[7],
+        canaries[8],
+        canaries[9],
+        canaries[3],
+        canaries[2],
+        canaries[10],
+    );
+    let jsonl = format!(
+        "{}\n",
+        json!({"case_id": "H-3", "last_name": canaries[3], "first_name": canaries[1],
+               "birth_date": canaries[4], "document_number": canaries[5],
+               "registration_date": "2005-03-10", "gender": canaries[10]})
+    );
+    let broken = format!("case_id,last_name\nH-4,\"{}\n", canaries[2]);
+    let mut responses = Vec::new();
+    for (uri, body) in [
+        (
+            "/v1/batches?mission=UKR&format=csv&accept_valid=true",
+            csv.as_str(),
+        ),
+        (
+            "/v1/batches?mission=UKR&format=jsonl&accept_valid=true",
+            &jsonl,
+        ),
+        ("/v1/batches?mission=UKR&format=csv", &broken),
+    ] {
+        let (status, body) = http(&addr, "POST", uri, &ngo, body).unwrap();
+        assert!([200, 201, 422].contains(&status), "{uri}: {status} {body}");
+        responses.push((format!("response to {uri}"), body));
+    }
+    assert!(
+        responses[0].1.contains("\"committed\""),
+        "{}",
+        responses[0].1
+    );
+    let (status, body) = http(&addr, "GET", "/v1/batches", &ngo, "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    responses.push(("GET /v1/batches".into(), body));
+    // Canaries typed into queries: refused, and neither logged nor kept in the audit log.
+    let asking = json!({"measure": "persons", "filters": {"gender": [canaries[10]]},
+                        "period": {"from": "2005-01", "to": "2005-12"}, "budget": {"epsilon": 0.1}});
+    for path in ["/v1/query", "/v1/preview"] {
+        let (status, body) = http(&addr, "POST", path, &analyst, &asking.to_string()).unwrap();
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/v1/query",
+        &analyst,
+        &grouped(0.5).to_string(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("request"), "the search sees the server's log");
+    let mut haystacks = responses;
+    haystacks.push(("server log".into(), log));
+    haystacks.push(("decompressed values".into(), all_strings(&data)));
+    let ledger_files = [ledger.clone(), s.dir.path().join("ledger.sqlite-wal")];
+    for path in files_under(&data).into_iter().chain(ledger_files) {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            haystacks.push((path.display().to_string(), text));
+        }
+    }
+    assert!(
+        haystacks.iter().any(|(_, h)| h.contains(&s.upload_org)),
+        "the search sees the ledger and the dataset"
+    );
+    assert_no_canary(&canaries, &haystacks);
 }
 
 #[test]
