@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 /// The largest epsilon budget: far above any meaningful one, and 10^18 units fit an i64.
 pub const MAX_EPSILON: f64 = 1e6;
 
+/// The largest delta budget. Delta is the probability that a release is not private at all;
+/// practice keeps it far below one over the number of persons, and nothing here needs more.
+pub const MAX_DELTA: f64 = 0.01;
+
 /// Units per 1.0 of epsilon or delta.
 const UNITS: f64 = 1e12;
 const UNITS_INT: u128 = 1_000_000_000_000;
@@ -430,9 +434,9 @@ impl Ledger {
         epsilon: f64,
         delta: f64,
     ) -> Result<Budget> {
-        if !((0.0..=MAX_EPSILON).contains(&epsilon) && (0.0..1.0).contains(&delta)) {
+        if !((0.0..=MAX_EPSILON).contains(&epsilon) && (0.0..=MAX_DELTA).contains(&delta)) {
             return Err(LedgerError::InvalidAmount(format!(
-                "epsilon must be 0 to {MAX_EPSILON} and delta in [0, 1)"
+                "epsilon must be 0 to {MAX_EPSILON} and delta 0 to {MAX_DELTA}"
             )));
         }
         if self.principal(principal_id)?.is_none() {

@@ -561,7 +561,9 @@ pub struct BudgetRequest {
     #[schema(minimum = 0, maximum = 1000000)]
     pub epsilon: f64,
     #[serde(default)]
-    #[schema(minimum = 0, exclusive_maximum = 1)]
+    /// At most 0.01. (An inclusive bound: JSON numbers a few ulps below an exclusive one can
+    /// be read as the bound itself.)
+    #[schema(minimum = 0, maximum = 0.01)]
     pub delta: f64,
 }
 
