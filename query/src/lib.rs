@@ -22,6 +22,8 @@ pub mod answer;
 #[cfg(test)]
 mod audit;
 pub mod dp;
+#[cfg(test)]
+mod fuzz;
 pub mod ledger;
 pub mod plan;
 pub mod server;

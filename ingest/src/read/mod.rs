@@ -9,6 +9,8 @@
 //! never put a cell's value in an error: errors name row, column and rule only.
 
 mod csv;
+#[cfg(test)]
+mod fuzz;
 mod jsonl;
 mod parquet;
 mod xlsx;
