@@ -32,8 +32,8 @@ pub(super) fn open(
 ) -> Result<Box<dyn RowSource>, ReadError> {
     let file = File::open(path).map_err(|err| cannot_open(&err))?;
     let size = file.metadata().map_or(0, |meta| meta.len());
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| not_a_parquet(&err))?;
+    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))?
+        .map_err(|err| not_a_parquet(&err))?;
     let header: Vec<String> = builder
         .schema()
         .fields()
@@ -48,9 +48,7 @@ pub(super) fn open(
         bytes += u64::try_from(group.compressed_size()).unwrap_or(0);
         group_ends.push((rows, bytes));
     }
-    let batches = builder
-        .with_batch_size(BATCH_ROWS)
-        .build()
+    let batches = guarded(|| builder.with_batch_size(BATCH_ROWS).build())?
         .map_err(|err| not_a_parquet(&err))?;
     Ok(Box::new(ParquetSource {
         batches,
@@ -106,9 +104,11 @@ impl RowSource for ParquetSource {
             if self.done {
                 return None;
             }
-            match self.batches.next() {
-                Some(Ok(batch)) => self.load(&batch),
-                Some(Err(_)) => {
+            let batches = &mut self.batches;
+            match guarded(|| batches.next()) {
+                Ok(Some(Ok(batch))) => self.load(&batch),
+                // A panic in the parquet crate (see `guarded`) is a damaged file too.
+                Ok(Some(Err(_))) | Err(_) => {
                     // Decoding errors may quote data, so only the position is reported.
                     self.done = true;
                     let mut err = ReadError::fatal(
@@ -118,7 +118,7 @@ impl RowSource for ParquetSource {
                     err.row = Some(self.number + 1);
                     return Some(Err(err));
                 }
-                None => {
+                Ok(None) => {
                     self.done = true;
                     self.progress.set(self.size);
                 }
@@ -278,6 +278,18 @@ fn shown(value: impl ToString) -> Cell {
     Cell::Value(Some(value.to_string()))
 }
 
+/// Run `f`, turning a panic into a fatal error. The parquet crate asserts on some damaged
+/// metadata instead of returning an error ("column start and length should not be negative",
+/// found by fuzzing), and a hostile file must not abort an ingest or a server thread.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        ReadError::fatal(
+            "not_a_parquet_file",
+            "the file is not a readable Parquet file: its metadata is damaged",
+        )
+    })
+}
+
 fn not_a_parquet(err: &ParquetError) -> ReadError {
     ReadError::fatal(
         "not_a_parquet_file",
@@ -297,7 +309,7 @@ mod tests {
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
 
-    use super::super::{Format, open};
+    use super::super::{Format, Progress, ReadOptions, open};
     use super::*;
 
     fn write(columns: Vec<(&str, ArrayRef)>, group_rows: usize) -> tempfile::NamedTempFile {
@@ -415,6 +427,29 @@ mod tests {
             (err.rule, err.row, err.column.as_deref()),
             ("nested_value", Some(2), Some("point"))
         );
+    }
+
+    #[test]
+    fn damaged_metadata_that_panics_the_parquet_crate_is_a_fatal_error() {
+        // Found by the reader fuzz target: a golden file with a few bytes changed.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/fuzz/parquet-negative-column-range.parquet");
+        let mut errors = Vec::new();
+        match open(
+            &path,
+            &ReadOptions::new(Format::Parquet),
+            Progress::default(),
+        ) {
+            Err(e) => errors.push(e),
+            Ok(mut source) => {
+                while let Some(row) = source.next_row() {
+                    if let Err(e) = row {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        assert!(errors.iter().any(|e| e.fatal), "{errors:?}");
     }
 
     #[test]
