@@ -170,6 +170,23 @@ pub trait RowSource: Send {
     fn encoding(&self) -> Option<&'static str>;
 }
 
+/// Run `f`, turning a panic into a fatal error with `rule`. The parquet and calamine crates
+/// assert on some damaged files instead of returning an error (found by the fuzz targets), and
+/// a hostile file must not abort an ingest or a server thread. The panic hook still logs the
+/// assertion, which names no value of the file.
+pub(crate) fn guarded<T>(
+    rule: &'static str,
+    readable: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        ReadError::fatal(
+            rule,
+            format!("the file is not {readable}: its structure is damaged"),
+        )
+    })
+}
+
 /// Open `path` for reading. `progress` counts the source bytes consumed so far.
 pub fn open(
     path: &Path,

@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::errors::ParquetError;
 
 use super::csv::{cannot_open, check_header, column_label, text_cell};
-use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow, guarded};
 
 const BATCH_ROWS: usize = 8192;
 
@@ -32,8 +32,10 @@ pub(super) fn open(
 ) -> Result<Box<dyn RowSource>, ReadError> {
     let file = File::open(path).map_err(|err| cannot_open(&err))?;
     let size = file.metadata().map_or(0, |meta| meta.len());
-    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(file))?
-        .map_err(|err| not_a_parquet(&err))?;
+    let builder = guarded(PARQUET.0, PARQUET.1, || {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+    })?
+    .map_err(|err| not_a_parquet(&err))?;
     let header: Vec<String> = builder
         .schema()
         .fields()
@@ -48,8 +50,10 @@ pub(super) fn open(
         bytes += u64::try_from(group.compressed_size()).unwrap_or(0);
         group_ends.push((rows, bytes));
     }
-    let batches = guarded(|| builder.with_batch_size(BATCH_ROWS).build())?
-        .map_err(|err| not_a_parquet(&err))?;
+    let batches = guarded(PARQUET.0, PARQUET.1, || {
+        builder.with_batch_size(BATCH_ROWS).build()
+    })?
+    .map_err(|err| not_a_parquet(&err))?;
     Ok(Box::new(ParquetSource {
         batches,
         header,
@@ -105,7 +109,7 @@ impl RowSource for ParquetSource {
                 return None;
             }
             let batches = &mut self.batches;
-            match guarded(|| batches.next()) {
+            match guarded(PARQUET.0, PARQUET.1, || batches.next()) {
                 Ok(Some(Ok(batch))) => self.load(&batch),
                 // A panic in the parquet crate (see `guarded`) is a damaged file too.
                 Ok(Some(Err(_))) | Err(_) => {
@@ -278,17 +282,8 @@ fn shown(value: impl ToString) -> Cell {
     Cell::Value(Some(value.to_string()))
 }
 
-/// Run `f`, turning a panic into a fatal error. The parquet crate asserts on some damaged
-/// metadata instead of returning an error ("column start and length should not be negative",
-/// found by fuzzing), and a hostile file must not abort an ingest or a server thread.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ReadError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
-        ReadError::fatal(
-            "not_a_parquet_file",
-            "the file is not a readable Parquet file: its metadata is damaged",
-        )
-    })
-}
+/// The rule and description of a file the parquet crate cannot read.
+const PARQUET: (&str, &str) = ("not_a_parquet_file", "a readable Parquet file");
 
 fn not_a_parquet(err: &ParquetError) -> ReadError {
     ReadError::fatal(

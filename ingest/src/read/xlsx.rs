@@ -17,14 +17,18 @@ pub(super) fn open(
 ) -> Result<Box<dyn RowSource>, ReadError> {
     let file = File::open(path).map_err(|err| cannot_open(&err))?;
     let size = file.metadata().map_or(0, |meta| meta.len());
-    let mut workbook = Xlsx::new(BufReader::new(file)).map_err(|err| not_an_xlsx(&err))?;
-    let sheet = pick_sheet(&workbook.sheet_names(), options.sheet.as_deref())?;
-    let range = workbook.worksheet_range(&sheet).map_err(|err| {
-        ReadError::fatal(
-            "not_an_xlsx_file",
-            format!("sheet {sheet:?} could not be read: {}", describe(&err)),
-        )
-    })?;
+    // calamine loads the whole sheet here; it panics on some damaged workbooks (found by the
+    // fuzz target), which must be an error, not an aborted ingest.
+    let range = super::guarded("not_an_xlsx_file", "a readable .xlsx workbook", || {
+        let mut workbook = Xlsx::new(BufReader::new(file)).map_err(|err| not_an_xlsx(&err))?;
+        let sheet = pick_sheet(&workbook.sheet_names(), options.sheet.as_deref())?;
+        workbook.worksheet_range(&sheet).map_err(|err| {
+            ReadError::fatal(
+                "not_an_xlsx_file",
+                format!("sheet {sheet:?} could not be read: {}", describe(&err)),
+            )
+        })
+    })??;
     progress.set(size);
     XlsxSource::new(range, options.limits).map(|source| Box::new(source) as Box<dyn RowSource>)
 }
