@@ -81,6 +81,7 @@ const LIMITS: Limits = Limits {
     max_cell_bytes: 256,
     max_line_bytes: 4096,
     max_columns: 64,
+    max_unpacked_bytes: 1 << 20,
 };
 
 /// Read `bytes` as `format` to the end (or 10,000 rows) and check every outcome.

@@ -372,6 +372,7 @@ mod tests {
             max_line_bytes: 32,
             max_cell_bytes: 4,
             max_columns: 2,
+            ..Limits::default()
         };
         let text = format!(
             "{{\"a\": \"12345\"}}\n{{\"a\": \"1\", \"b\": 2}}\n{{\"a\": \"{}\"}}\n",

@@ -69,6 +69,9 @@ pub struct Limits {
     pub max_line_bytes: usize,
     /// Most columns a header may have.
     pub max_columns: usize,
+    /// Most bytes an .xlsx workbook may unpack to (all its zip entries together): a zip bomb
+    /// stops here, and so does the shared-strings table calamine keeps in memory.
+    pub max_unpacked_bytes: u64,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             max_cell_bytes: 64 * 1024,
             max_line_bytes: 4 * 1024 * 1024,
             max_columns: 1024,
+            max_unpacked_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -1,14 +1,25 @@
-//! Excel (.xlsx / .xlsm) reader. calamine loads one sheet at a time, so the chosen sheet is held
-//! in memory (Excel caps a sheet at 1,048,576 rows); rows are then handed out one by one.
+//! Excel (.xlsx / .xlsm) reader. The sheet is streamed: a thread reads it cell by cell with
+//! calamine's cell reader and hands rows over a small channel, so memory does not grow with the
+//! number of rows, and a sheet whose cells sit far apart (A1 and XFD1048576) is not expanded to a
+//! dense grid. Before calamine sees the file, the zip is unpacked once to count its bytes, so a
+//! zip bomb (or a shared-strings table calamine would hold in memory) beyond
+//! [`Limits::max_unpacked_bytes`] is refused.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use calamine::{Data, ExcelDateTime, Range, Reader, Xlsx, XlsxError};
+use calamine::{Data, ExcelDateTime, Reader, Xlsx, XlsxError};
 
 use super::csv::{cannot_open, check_header, column_label, text_cell};
 use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+
+/// Rows in flight between the reading thread and the pipeline.
+const ROWS_IN_FLIGHT: usize = 64;
+
+/// Excel's widest sheet: a row with more cells than this is damaged.
+const MAX_ROW_CELLS: usize = 16_384;
 
 pub(super) fn open(
     path: &Path,
@@ -17,20 +28,120 @@ pub(super) fn open(
 ) -> Result<Box<dyn RowSource>, ReadError> {
     let file = File::open(path).map_err(|err| cannot_open(&err))?;
     let size = file.metadata().map_or(0, |meta| meta.len());
-    // calamine loads the whole sheet here; it panics on some damaged workbooks (found by the
-    // fuzz target), which must be an error, not an aborted ingest.
-    let range = super::guarded("not_an_xlsx_file", "a readable .xlsx workbook", || {
-        let mut workbook = Xlsx::new(BufReader::new(file)).map_err(|err| not_an_xlsx(&err))?;
-        let sheet = pick_sheet(&workbook.sheet_names(), options.sheet.as_deref())?;
-        workbook.worksheet_range(&sheet).map_err(|err| {
-            ReadError::fatal(
-                "not_an_xlsx_file",
-                format!("sheet {sheet:?} could not be read: {}", describe(&err)),
-            )
+    check_unpacked(&file, options.limits.max_unpacked_bytes)?;
+    let (sender, rows) = sync_channel(ROWS_IN_FLIGHT);
+    let sheet = options.sheet.clone();
+    std::thread::Builder::new()
+        .name("xlsx-reader".into())
+        .spawn(move || {
+            // calamine panics on some damaged workbooks (found by the fuzz target); that must be
+            // an error, not an aborted ingest.
+            let read = super::guarded("not_an_xlsx_file", "a readable .xlsx workbook", || {
+                read_sheet(file, sheet.as_deref(), &sender)
+            });
+            if let Err(e) | Ok(Err(e)) = read {
+                let _ = sender.send(Err(e));
+            }
         })
-    })??;
-    progress.set(size);
-    XlsxSource::new(range, options.limits).map(|source| Box::new(source) as Box<dyn RowSource>)
+        .map_err(|err| cannot_open(&err))?;
+    XlsxSource::new(rows, options.limits, progress, size)
+        .map(|source| Box::new(source) as Box<dyn RowSource>)
+}
+
+/// Unpacks every entry of the zip to nowhere and fails once more than `limit` bytes came out.
+/// Sizes are counted, not taken from the zip's directory, which a hostile file can fake. Entries
+/// that cannot be unpacked are skipped: calamine fails on them if it needs them.
+fn check_unpacked(file: &File, limit: u64) -> Result<(), ReadError> {
+    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|err| {
+        ReadError::fatal(
+            "not_an_xlsx_file",
+            format!(
+                "the file is not a readable .xlsx workbook ({err}); an old .xls, .ods or encrypted \
+                 workbook must be saved as a plain .xlsx first"
+            ),
+        )
+    })?;
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let Ok(entry) = archive.by_index(index) else {
+            continue;
+        };
+        let mut counted = entry.take(limit - total + 1);
+        let unpacked = io::copy(&mut counted, &mut io::sink()).unwrap_or(0);
+        total += unpacked;
+        if total > limit {
+            return Err(ReadError::fatal(
+                "workbook_too_large",
+                format!(
+                    "the workbook unpacks to more than {limit} bytes (an .xlsx is a zip archive); \
+                     save a sheet this large as CSV"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One sheet row's cells that are not empty, with their column (from 0).
+#[derive(Debug)]
+struct SheetRow {
+    /// The sheet row, from 1.
+    number: u64,
+    cells: Vec<(u32, Data)>,
+}
+
+/// The reading thread: sends the chosen sheet's rows in file order, then ends.
+fn read_sheet(
+    file: File,
+    wanted: Option<&str>,
+    rows: &SyncSender<Result<SheetRow, ReadError>>,
+) -> Result<(), ReadError> {
+    let mut workbook = Xlsx::new(BufReader::new(file)).map_err(|err| not_an_xlsx(&err))?;
+    let sheet = pick_sheet(&workbook.sheet_names(), wanted)?;
+    let unreadable = |err: XlsxError| {
+        ReadError::fatal(
+            "not_an_xlsx_file",
+            format!("sheet {sheet:?} could not be read: {}", describe(&err)),
+        )
+    };
+    let mut cells = workbook
+        .worksheet_cells_reader(&sheet)
+        .map_err(unreadable)?;
+    let mut row: Option<SheetRow> = None;
+    while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+        let (at, col) = cell.get_position();
+        let data = Data::from(cell.get_value().clone());
+        if matches!(cell_text(&data), Cell::Empty) {
+            continue;
+        }
+        let number = u64::from(at) + 1;
+        if row.as_ref().is_some_and(|r| r.number != number)
+            && let Some(done) = row.take()
+            && rows.send(Ok(done)).is_err()
+        {
+            return Ok(()); // the reader was dropped
+        }
+        let current = row.get_or_insert_with(|| SheetRow {
+            number,
+            cells: Vec::new(),
+        });
+        if current.cells.len() == MAX_ROW_CELLS {
+            return Err(ReadError {
+                fatal: true,
+                ..ReadError::in_row(
+                    number,
+                    None,
+                    "not_an_xlsx_file",
+                    format!("the row has more than {MAX_ROW_CELLS} cells; the sheet is damaged"),
+                )
+            });
+        }
+        current.cells.push((col, data));
+    }
+    if let Some(done) = row {
+        let _ = rows.send(Ok(done));
+    }
+    Ok(())
 }
 
 /// The sheet called `wanted` (exactly, else ignoring case and surrounding spaces), or the first.
@@ -53,58 +164,93 @@ fn pick_sheet(names: &[String], wanted: Option<&str>) -> Result<String, ReadErro
     })
 }
 
-/// Rows of one sheet.
+/// Rows of one sheet, as the reading thread sends them.
 #[derive(Debug)]
 struct XlsxSource {
-    range: Range<Data>,
+    rows: Receiver<Result<SheetRow, ReadError>>,
     header: Vec<String>,
-    /// The sheet row (from 1) of the range's first row.
-    first_row: u64,
-    /// The next range row to hand out.
-    next: usize,
+    /// The sheet column (from 0) of the header's first column.
+    first_column: u32,
     limits: Limits,
+    progress: Progress,
+    size: u64,
+    done: bool,
 }
 
 impl XlsxSource {
-    /// Takes the header from the first non-blank row of `range`.
-    fn new(range: Range<Data>, limits: Limits) -> Result<Self, ReadError> {
-        let first_row = range.start().map_or(1, |(row, _)| u64::from(row) + 1);
-        let header_at = (0..range.height())
-            .find(|&row| !row_is_blank(&range, row))
-            .ok_or_else(|| ReadError::fatal("empty_file", "the sheet has no header and no rows"))?;
-        let header: Vec<String> = (0..range.width())
-            .map(|col| header_name(range.get((header_at, col))))
-            .collect();
+    /// Takes the header from the first row with a value (rows come without blank cells).
+    fn new(
+        rows: Receiver<Result<SheetRow, ReadError>>,
+        limits: Limits,
+        progress: Progress,
+        size: u64,
+    ) -> Result<Self, ReadError> {
+        let first = match rows.recv() {
+            Ok(Ok(row)) => row,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(ReadError::fatal(
+                    "empty_file",
+                    "the sheet has no header and no rows",
+                ));
+            }
+        };
+        let first_column = first.cells.iter().map(|(col, _)| *col).min().unwrap_or(0);
+        let last_column = first.cells.iter().map(|(col, _)| *col).max().unwrap_or(0);
+        let width = (last_column - first_column) as usize + 1;
+        let mut header = vec![String::new(); width];
+        for (col, data) in &first.cells {
+            header[(col - first_column) as usize] = match cell_text(data) {
+                Cell::Text(text) => text.trim().to_owned(),
+                Cell::Error(_) | Cell::Empty => String::new(),
+            };
+        }
         check_header(&header, &limits)?;
         Ok(XlsxSource {
-            range,
+            rows,
             header,
-            first_row,
-            next: header_at + 1,
+            first_column,
             limits,
+            progress,
+            size,
+            done: false,
         })
     }
 
-    fn row(&self, at: usize) -> Result<SourceRow, ReadError> {
-        let number = self.first_row + at as u64;
-        let values = (0..self.header.len())
-            .map(|col| self.cell(number, col, self.range.get((at, col))))
-            .collect::<Result<Vec<_>, _>>()?;
+    fn row(&self, sheet_row: SheetRow) -> Result<SourceRow, ReadError> {
+        let number = sheet_row.number;
+        let mut values = vec![None; self.header.len()];
+        for (col, data) in sheet_row.cells {
+            let at = col
+                .checked_sub(self.first_column)
+                .map(|at| at as usize)
+                .filter(|&at| at < self.header.len())
+                .ok_or_else(|| {
+                    ReadError::in_row(
+                        number,
+                        Some(column_letters(col)),
+                        "outside_header",
+                        format!(
+                            "column {} holds a value but the header covers columns {} to {}; \
+                             give the column a header or clear it",
+                            column_letters(col),
+                            column_letters(self.first_column),
+                            column_letters(self.first_column + self.header.len() as u32 - 1)
+                        ),
+                    )
+                })?;
+            values[at] = self.cell(number, at, &data)?;
+        }
         Ok(SourceRow { number, values })
     }
 
-    fn cell(
-        &self,
-        number: u64,
-        col: usize,
-        data: Option<&Data>,
-    ) -> Result<Option<String>, ReadError> {
-        match data.map(cell_text) {
-            None | Some(Cell::Empty) => Ok(None),
-            Some(Cell::Text(text)) => text_cell(&text, number, &self.limits, || {
+    fn cell(&self, number: u64, col: usize, data: &Data) -> Result<Option<String>, ReadError> {
+        match cell_text(data) {
+            Cell::Empty => Ok(None),
+            Cell::Text(text) => text_cell(&text, number, &self.limits, || {
                 column_label(&self.header, col)
             }),
-            Some(Cell::Error(kind)) => Err(ReadError::in_row(
+            Cell::Error(kind) => Err(ReadError::in_row(
                 number,
                 Some(column_label(&self.header, col)),
                 "cell_error",
@@ -122,14 +268,21 @@ impl RowSource for XlsxSource {
     }
 
     fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>> {
-        while self.next < self.range.height() {
-            let at = self.next;
-            self.next += 1;
-            if !row_is_blank(&self.range, at) {
-                return Some(self.row(at));
+        if self.done {
+            return None;
+        }
+        match self.rows.recv() {
+            Ok(Ok(row)) => Some(self.row(row)),
+            Ok(Err(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Err(_) => {
+                self.done = true;
+                self.progress.set(self.size);
+                None
             }
         }
-        None
     }
 
     fn encoding(&self) -> Option<&'static str> {
@@ -137,19 +290,17 @@ impl RowSource for XlsxSource {
     }
 }
 
-fn row_is_blank(range: &Range<Data>, row: usize) -> bool {
-    (0..range.width()).all(|col| match range.get((row, col)) {
-        None | Some(Data::Empty) => true,
-        Some(Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s)) => s.trim().is_empty(),
-        Some(_) => false,
-    })
-}
-
-fn header_name(data: Option<&Data>) -> String {
-    match data.map(cell_text) {
-        Some(Cell::Text(text)) => text.trim().to_owned(),
-        Some(Cell::Error(_) | Cell::Empty) | None => String::new(),
+/// Excel's name of column `col` (from 0): A, B, ..., Z, AA, ...
+fn column_letters(col: u32) -> String {
+    let mut n = col + 1;
+    let mut letters = Vec::new();
+    while n > 0 {
+        let rem = (n - 1) % 26;
+        letters.push(b'A' + rem as u8);
+        n = (n - 1) / 26;
     }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
 }
 
 /// A cell as text, before trimming and limits.
@@ -424,6 +575,66 @@ mod tests {
             .err()
             .expect("duplicate");
         assert_eq!(err.rule, "duplicate_column");
+    }
+
+    #[test]
+    fn far_apart_cells_are_not_expanded() {
+        // A1 and XFD1048576: a dense grid would be 17 billion cells.
+        let rows = format!(
+            r#"<row r="1">{}</row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#,
+            text("A1", "Name")
+        );
+        let file = write(&workbook(&rows));
+        let mut source =
+            open(file.path(), &sheet_options("Cases"), Progress::default()).expect("open");
+        assert_eq!(source.header(), ["Name"]);
+        let err = source
+            .next_row()
+            .expect("a row")
+            .expect_err("outside the header");
+        assert_eq!(
+            (err.rule, err.row, err.column.as_deref()),
+            ("outside_header", Some(1_048_576), Some("XFD"))
+        );
+        assert!(source.next_row().is_none());
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_it_is_unpacked() {
+        // 64 MiB of one repeated cell deflates to about 64 KiB.
+        let cell = text("A2", "x");
+        let sheet = format!(
+            r#"<worksheet xmlns="{MAIN}"><sheetData><row r="1">{}</row>{}</sheetData></worksheet>"#,
+            text("A1", "Name"),
+            format!(r#"<row r="2">{cell}</row>"#).repeat((64 << 20) / 64)
+        );
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut bytes);
+        let deflate = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("xl/worksheets/sheet1.xml", deflate)
+            .expect("entry");
+        zip.write_all(sheet.as_bytes()).expect("write");
+        zip.finish().expect("finish");
+        let packed = bytes.into_inner();
+        assert!(packed.len() < 1 << 20, "{} bytes", packed.len());
+        let file = write(&packed);
+        let mut options = ReadOptions::new(Format::Xlsx);
+        options.limits.max_unpacked_bytes = 16 << 20;
+        let err = open(file.path(), &options, Progress::default())
+            .err()
+            .expect("too large");
+        assert_eq!((err.rule, err.fatal), ("workbook_too_large", true));
+        assert!(err.message.contains("16777216 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn column_names() {
+        let names: Vec<_> = [0, 25, 26, 51, 52, 701, 702, 16_383]
+            .into_iter()
+            .map(column_letters)
+            .collect();
+        assert_eq!(names, ["A", "Z", "AA", "AZ", "BA", "ZZ", "AAA", "XFD"]);
     }
 
     #[test]
