@@ -15,7 +15,8 @@
 //!   that says how to fix them; our failures are a generic 500 and the cause goes to the log.
 //!   Neither ever carries a record value.
 //! - **Uploads never touch the disk before pseudonymisation**: the body is streamed into an
-//!   anonymous in-memory file (Linux `memfd`), limited in size (413 beyond), and handed to the
+//!   anonymous in-memory file (Linux `memfd`), limited in size (413 beyond; at most
+//!   [`UPLOADS_AT_ONCE`] at a time), and handed to the
 //!   [`Uploader`] the binary injects. This crate does not depend on `ingest` and never sees the
 //!   pseudonymisation key.
 
@@ -55,6 +56,11 @@ use crate::spec::{self, QuerySpec, SpecError, SpecErrors, ValidatedSpec};
 
 /// Upload size limit when none is configured: 256 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;
+
+/// How many uploads are received and ingested at once; later ones wait (their bodies unread) in
+/// arrival order. With each upload held in memory up to `max_upload_bytes`, this bounds what
+/// uploads can take: twice the limit, plus the readers' own caps.
+pub const UPLOADS_AT_ONCE: usize = 2;
 
 /// What the service serves.
 #[derive(Debug, Clone)]
@@ -158,6 +164,8 @@ struct Inner {
     uploader: Option<Arc<dyn Uploader>>,
     /// Permits to aggregate (fair: waiters are served in order).
     aggregations: tokio::sync::Semaphore,
+    /// Permits to receive and ingest an upload: [`UPLOADS_AT_ONCE`].
+    uploads: tokio::sync::Semaphore,
 }
 
 /// The shared state of the handlers.
@@ -181,6 +189,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 aggregations: tokio::sync::Semaphore::new(config.max_concurrent_queries.max(1)),
+                uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
                 config,
                 ledger,
                 uploader,
@@ -1012,6 +1021,12 @@ async fn upload(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    let _turn = state
+        .inner
+        .uploads
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let multipart = request
         .headers()
         .get(CONTENT_TYPE)

@@ -1,9 +1,10 @@
 //! End-to-end tests of ctstats, in one binary (see STYLE.md): golden ingest cases, the atomic
-//! commit under crashes, identifier leaks, corrections and withdrawals, the command line, and
+//! commit under crashes, identifier leaks, hostile uploads and bodies, corrections and withdrawals, the command line, and
 //! synthetic files from every format and profile checked against the generator's ground truth.
 
 mod common;
 mod generate;
 mod golden;
+mod hostile;
 mod ingest;
 mod serve;

@@ -26,13 +26,13 @@ use tower::ServiceExt;
 
 use crate::common::*;
 
-const DATASET: &str = "ds";
+pub(crate) const DATASET: &str = "ds";
 
-struct Tokens {
+pub(crate) struct Tokens {
     admin: String,
-    analyst: String,
+    pub(crate) analyst: String,
     researcher: String,
-    ngo: String,
+    pub(crate) ngo: String,
     other_ngo: String,
     revoked: String,
     analyst_id: String,
@@ -40,11 +40,11 @@ struct Tokens {
     victim_id: String,
 }
 
-struct Service {
-    dir: tempfile::TempDir,
-    router: Router,
-    state: AppState,
-    tokens: Tokens,
+pub(crate) struct Service {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) router: Router,
+    pub(crate) state: AppState,
+    pub(crate) tokens: Tokens,
     /// A generated canonical CSV of mission UKR, not ingested yet.
     upload: Vec<u8>,
     upload_org: String,
@@ -52,7 +52,7 @@ struct Service {
 
 /// A dataset with one mission (KGZ) committed, principals of every role, and a router with
 /// uploads on. Analyst and researcher get `epsilon` (and delta 1e-5) each.
-fn service(epsilon: f64) -> Service {
+pub(crate) fn service(epsilon: f64) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let gen_dir = dir.path().join("gen");
     let generated = generate(
@@ -1091,7 +1091,7 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
 // The server as a process, killed during queries.
 
 /// A minimal HTTP/1.1 client: one request per connection.
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -1125,7 +1125,7 @@ fn start_server(data: &Path, ledger: &Path) -> (std::process::Child, String) {
 }
 
 /// Start `ctstats serve` with `extra` arguments on a free port, its log to `stderr`.
-fn spawn_server(
+pub(crate) fn spawn_server(
     data: &Path,
     ledger: &Path,
     extra: &[&str],

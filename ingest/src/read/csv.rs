@@ -158,6 +158,7 @@ fn read_header(
         Err(err) => return Err(csv_failure(err, 1)),
     }
     reader.get_mut().start_record();
+    check_width(record.len(), limits)?;
     let header: Vec<String> = record
         .iter()
         .map(|name| {
@@ -182,18 +183,23 @@ fn csv_failure(err: csv::Error, next_line: u64) -> ReadError {
 // ---------------------------------------------------------------------------------------------
 // Shared by the readers.
 
-/// Rejects a header with more than `limits.max_columns` columns or a repeated non-empty name.
-pub(super) fn check_header(header: &[String], limits: &Limits) -> Result<(), ReadError> {
-    if header.len() > limits.max_columns {
+/// Rejects a header of more than `limits.max_columns` columns, before its names are copied.
+pub(super) fn check_width(columns: usize, limits: &Limits) -> Result<(), ReadError> {
+    if columns > limits.max_columns {
         return Err(ReadError::fatal(
             "too_many_columns",
             format!(
-                "the header has {} columns; at most {} are allowed",
-                header.len(),
+                "the header has {columns} columns; at most {} are allowed",
                 limits.max_columns
             ),
         ));
     }
+    Ok(())
+}
+
+/// Rejects a header with more than `limits.max_columns` columns or a repeated non-empty name.
+pub(super) fn check_header(header: &[String], limits: &Limits) -> Result<(), ReadError> {
+    check_width(header.len(), limits)?;
     for (index, name) in header.iter().enumerate() {
         // Profiles match column names ignoring case, so "Gender" and "gender" would be ambiguous.
         let folded = name.to_lowercase();

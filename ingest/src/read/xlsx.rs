@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use calamine::{Data, ExcelDateTime, Reader, Xlsx, XlsxError};
 
-use super::csv::{cannot_open, check_header, column_label, text_cell};
+use super::csv::{cannot_open, check_header, check_width, column_label, text_cell};
 use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
 
 /// Rows in flight between the reading thread and the pipeline.
@@ -198,6 +198,7 @@ impl XlsxSource {
         let first_column = first.cells.iter().map(|(col, _)| *col).min().unwrap_or(0);
         let last_column = first.cells.iter().map(|(col, _)| *col).max().unwrap_or(0);
         let width = (last_column - first_column) as usize + 1;
+        check_width(width, &limits)?;
         let mut header = vec![String::new(); width];
         for (col, data) in &first.cells {
             header[(col - first_column) as usize] = match cell_text(data) {
