@@ -1,9 +1,13 @@
 //! Fuzz target for the query JSON: arbitrary JSON trees built from the spec's own field names
 //! and values (so most reach validation, not just the parser), then validation and pricing. Any
 //! outcome but a panic is fine; errors must name a field. `PROPTEST_CASES=N` runs N cases (256
-//! in `cargo test`). Deeply nested and very large bodies are refused by the parser.
+//! in `cargo test`); `CTSTATS_FUZZ_SECONDS=600` runs for ten minutes. Deeply nested and very
+//! large bodies are refused by the parser.
+
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
 use crate::answer::CostPlan;
@@ -89,21 +93,47 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
-proptest! {
-    // Cases: PROPTEST_CASES, or proptest's default of 256.
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
-
-    #[test]
-    fn fuzz_query_json(body in arb_json()) {
-        let missions = vec!["KGZ".to_string(), "UKR".to_string()];
-        match QuerySpec::from_json(&body.to_string()).and_then(|q| q.validate(&missions)) {
-            Err(errors) => prop_assert!(errors.0.iter().all(|e| !e.field.is_empty()), "{errors:?}"),
-            Ok(spec) => {
-                // Pricing a valid spec either works or says why; it never panics.
-                let _ = CostPlan::new(&spec);
-            }
+/// Validation and pricing of one body: any outcome but a panic; errors name a field.
+fn check(body: &Value) -> Result<(), TestCaseError> {
+    let missions = vec!["KGZ".to_string(), "UKR".to_string()];
+    match QuerySpec::from_json(&body.to_string()).and_then(|q| q.validate(&missions)) {
+        Err(errors) => prop_assert!(errors.0.iter().all(|e| !e.field.is_empty()), "{errors:?}"),
+        Ok(spec) => {
+            // Pricing a valid spec either works or says why; it never panics.
+            let _ = CostPlan::new(&spec);
         }
     }
+    Ok(())
+}
+
+/// 256 cases (or `PROPTEST_CASES`) in `cargo test`; with `CTSTATS_FUZZ_SECONDS=600`, fresh
+/// batches of 256 until that many seconds have passed.
+#[test]
+fn fuzz_query_json() {
+    let deadline = std::env::var("CTSTATS_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let started = Instant::now();
+    let mut cases = 0u64;
+    loop {
+        let config = Config {
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let batch = u64::from(config.cases);
+        if let Err(e) = TestRunner::new(config).run(&arb_json(), |body| check(&body)) {
+            panic!("fuzz query json: {e}");
+        }
+        cases += batch;
+        if deadline.is_none_or(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    eprintln!(
+        "fuzz query json: {cases} cases in {:.0} s, no failure",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]

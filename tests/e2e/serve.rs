@@ -46,7 +46,7 @@ pub(crate) struct Service {
     pub(crate) state: AppState,
     pub(crate) tokens: Tokens,
     /// A generated canonical CSV of mission UKR, not ingested yet.
-    upload: Vec<u8>,
+    pub(crate) upload: Vec<u8>,
     upload_org: String,
 }
 
@@ -127,7 +127,7 @@ pub(crate) fn service(epsilon: f64) -> Service {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     router: &Router,
     method: Method,
     uri: &str,
