@@ -5,7 +5,7 @@
 # principal per role (ngo for kaz-ngo-1, analyst, researcher, admin; analyst and researcher get a
 # budget of epsilon 1000, delta 1e-3), serves it on a free loopback port, and runs `st run` once
 # per role token and once with an unknown token. Exits non-zero if any run fails.
-# Not run in CI: it needs PyPI for the venv.
+# CI runs it after the tests with ST_MAX_EXAMPLES=60 (the venv needs PyPI once).
 #
 #   tests/schemathesis/run.sh
 #
