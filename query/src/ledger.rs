@@ -316,6 +316,18 @@ CREATE TABLE IF NOT EXISTS uploads (
     report TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_organisation ON uploads (organisation, id);
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL,
+    charge_id INTEGER NOT NULL UNIQUE REFERENCES charges(id),
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reference_tables (
+    name TEXT PRIMARY KEY,
+    loaded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    loaded_by TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -631,6 +643,79 @@ impl Ledger {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Store a release paid for by `charge_id`, in one transaction with the charge's answer
+    /// (the release id, so asking again serves it free). `body` gets the new id and returns
+    /// the release JSON.
+    pub fn store_release(
+        &self,
+        charge_id: i64,
+        dataset: &str,
+        body: impl FnOnce(i64) -> String,
+    ) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO releases (dataset, charge_id, body) VALUES (?1, ?2, '')",
+            params![dataset, charge_id],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE releases SET body = ?2 WHERE id = ?1",
+            params![id, body(id)],
+        )?;
+        tx.execute(
+            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+            params![charge_id, serde_json::json!({ "release_id": id }).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The JSON of every release of a dataset, newest first.
+    pub fn releases(&self, dataset: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT body FROM releases WHERE dataset = ?1 ORDER BY id DESC")?;
+        let rows = stmt.query_map([dataset], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// The JSON of release `id` of a dataset.
+    pub fn release(&self, dataset: &str, id: i64) -> Result<Option<String>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT body FROM releases WHERE dataset = ?1 AND id = ?2",
+                params![dataset, id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Replace the reference table `name` (non-private, loaded by an admin) with `body` (JSON).
+    pub fn set_reference(&self, name: &str, loaded_by: &str, body: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO reference_tables (name, loaded_by, body) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET body = ?3, loaded_by = ?2, \
+             loaded_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            params![name, loaded_by, body],
+        )?;
+        Ok(())
+    }
+
+    /// The reference table `name` as loaded (JSON), if any.
+    pub fn reference(&self, name: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT body FROM reference_tables WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Every charge of a principal on a dataset: (charge id, query hash, cost, whether its answer

@@ -24,8 +24,11 @@ mod audit;
 pub mod dp;
 #[cfg(test)]
 mod fuzz;
+pub mod indicators;
 pub mod ledger;
 pub mod plan;
+pub mod reference;
+pub mod release;
 pub mod server;
 pub mod spec;
 #[cfg(test)]

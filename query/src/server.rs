@@ -54,6 +54,9 @@ use crate::ledger::{
 use crate::plan::{self, PlanError};
 use crate::spec::{self, QuerySpec, SpecError, SpecErrors, ValidatedSpec};
 
+mod releases;
+pub use releases::build as build_release;
+
 /// Upload size limit when none is configured: 256 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;
 
@@ -1474,7 +1477,10 @@ impl Modify for BearerAuth {
     ),
     paths(
         query, preview, budget, dimensions, upload, list_batches, list_principals,
-        add_principal, revoke_principal, set_budget, audit_log, openapi_json
+        add_principal, revoke_principal, set_budget, audit_log, openapi_json,
+        releases::list_indicators, releases::create_release, releases::list_releases,
+        releases::get_release, releases::get_reference, releases::put_reference,
+        releases::dashboard
     ),
     components(schemas(ErrorBody, ErrorDetail, SpecError, Answer, answer::Cell, answer::Estimate)),
     modifiers(&BearerAuth)
@@ -1510,6 +1516,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}", delete(revoke_principal))
         .route("/v1/principals/{id}/budget", put(set_budget))
         .route("/v1/audit", get(audit_log))
+        .route("/v1/indicators", get(releases::list_indicators))
+        .route(
+            "/v1/releases",
+            get(releases::list_releases).post(releases::create_release),
+        )
+        .route("/v1/releases/{id}", get(releases::get_release))
+        .route(
+            "/v1/reference/{table}",
+            get(releases::get_reference).put(releases::put_reference),
+        )
+        .route("/dashboard", get(releases::dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_requests))

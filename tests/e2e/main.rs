@@ -7,4 +7,5 @@ mod generate;
 mod golden;
 mod hostile;
 mod ingest;
+mod release;
 mod serve;

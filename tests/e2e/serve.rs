@@ -29,9 +29,9 @@ use crate::common::*;
 pub(crate) const DATASET: &str = "ds";
 
 pub(crate) struct Tokens {
-    admin: String,
+    pub(crate) admin: String,
     pub(crate) analyst: String,
-    researcher: String,
+    pub(crate) researcher: String,
     pub(crate) ngo: String,
     other_ngo: String,
     revoked: String,
@@ -47,7 +47,7 @@ pub(crate) struct Service {
     pub(crate) tokens: Tokens,
     /// A generated canonical CSV of mission UKR, not ingested yet.
     pub(crate) upload: Vec<u8>,
-    upload_org: String,
+    pub(crate) upload_org: String,
 }
 
 /// A dataset with one mission (KGZ) committed, principals of every role, and a router with
@@ -153,7 +153,7 @@ pub(crate) async fn send(
     (status, headers, bytes.to_vec())
 }
 
-async fn call(
+pub(crate) async fn call(
     router: &Router,
     method: Method,
     uri: &str,
@@ -874,6 +874,8 @@ enum Class {
     OwnUploads,
     /// Computed from records: only through the DP module, and charged.
     DpCharged,
+    /// A stored release, served as it was stored when it was charged (never recomputed).
+    Release,
 }
 
 /// One request of a route: method, documented path, URI, token, JSON body, class.
@@ -1024,6 +1026,65 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             None,
             Class::OwnUploads,
         ),
+        (
+            Method::GET,
+            "/v1/indicators",
+            "/v1/indicators".into(),
+            None,
+            None,
+            Class::Public,
+        ),
+        (
+            Method::PUT,
+            "/v1/reference/{table}",
+            "/v1/reference/estimated_victims".into(),
+            Some(t.admin.as_str()),
+            None,
+            Class::Ledger,
+        ),
+        (
+            Method::GET,
+            "/v1/reference/{table}",
+            "/v1/reference/estimated_victims".into(),
+            None,
+            None,
+            Class::Public,
+        ),
+        (
+            Method::GET,
+            "/dashboard",
+            "/dashboard".into(),
+            None,
+            None,
+            Class::Public,
+        ),
+        (
+            Method::POST,
+            "/v1/releases",
+            "/v1/releases".into(),
+            Some(t.analyst.as_str()),
+            Some(
+                json!({"name": "route test", "indicators": ["persons_assisted", "coverage_vs_estimated"],
+                        "from": 2003, "to": 2008, "epsilon": 0.5}),
+            ),
+            Class::DpCharged,
+        ),
+        (
+            Method::GET,
+            "/v1/releases",
+            "/v1/releases".into(),
+            Some(t.researcher.as_str()),
+            None,
+            Class::Release,
+        ),
+        (
+            Method::GET,
+            "/v1/releases/{id}",
+            "/v1/releases/1".into(),
+            Some(t.ngo.as_str()),
+            None,
+            Class::Release,
+        ),
     ];
 
     // Every documented route has a class here.
@@ -1050,6 +1111,21 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
                     (
                         status,
                         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    )
+                } else if path == "/v1/reference/{table}" && method == Method::PUT {
+                    let csv =
+                        b"country,year,estimate,low,high,source\nKGZ,2005,900,500,1400,Test\n";
+                    let (status, _, bytes) =
+                        send(&router, method, &uri, token, Some("text/csv"), csv.to_vec()).await;
+                    (
+                        status,
+                        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    )
+                } else if path == "/dashboard" {
+                    let (status, _, bytes) = send(&router, method, &uri, None, None, vec![]).await;
+                    (
+                        status,
+                        Value::String(String::from_utf8_lossy(&bytes).into()),
                     )
                 } else {
                     call(&router, method, &uri, token, body).await
@@ -1078,9 +1154,33 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             }
             Class::DpCharged => {
                 for (body, state) in [(&body_a, &a.state), (&body_b, &b_state)] {
-                    assert!(body["charged"]["epsilon"].as_f64().unwrap() > 0.0, "{body}");
+                    let charged = body["charged"]["epsilon"]
+                        .as_f64()
+                        .or_else(|| body["cost"]["epsilon"].as_f64())
+                        .unwrap();
+                    assert!(charged > 0.0, "{body}");
                     let charges = state.ledger().charges(&t.analyst_id, DATASET).unwrap();
                     assert!(charges.iter().any(|c| c.released), "{uri}: not charged");
+                }
+            }
+            Class::Release => {
+                // Exactly what each service stored when the release was charged.
+                for (body, state) in [(&body_a, &a.state), (&body_b, &b_state)] {
+                    let stored: Vec<Value> = state
+                        .ledger()
+                        .releases(DATASET)
+                        .unwrap()
+                        .iter()
+                        .map(|r| serde_json::from_str(r).unwrap())
+                        .collect();
+                    assert_eq!(stored.len(), 1, "{uri}");
+                    if let Some(list) = body["releases"].as_array() {
+                        assert_eq!(list.len(), 1, "{body}");
+                        assert_eq!(list[0]["id"], stored[0]["id"]);
+                        assert_eq!(list[0]["cost"], stored[0]["cost"]);
+                    } else {
+                        assert_eq!(body, &stored[0], "{uri} is not the stored release");
+                    }
                 }
             }
         }

@@ -1,0 +1,371 @@
+//! Releases end to end: created over HTTP by an analyst (charged once), internally consistent,
+//! free to read for every role as JSON and CSV; reference tables loaded by an admin; and, on
+//! generated data with known ground truth, how often the published 95% intervals cover the
+//! true value.
+
+use std::collections::BTreeMap;
+
+use axum::http::{Method, StatusCode};
+use ctstats_ingest::{Dataset, Status};
+use ctstats_query::release::{PeriodKind, References, ReleaseRequest, compute_counts};
+use ctstats_query::server::build_release;
+use ctstats_synth::{Config, FileFormat, generate};
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::serve::{call, send, service};
+
+/// The cells of indicator `id` in a release JSON.
+fn cells<'a>(release: &'a Value, id: &str) -> &'a Vec<Value> {
+    release["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in the release"))["cells"]
+        .as_array()
+        .unwrap()
+}
+
+fn epsilon_spent(budget: &Value) -> f64 {
+    budget["epsilon_spent"].as_f64().unwrap()
+}
+
+#[tokio::test]
+async fn a_release_is_consistent_charged_once_and_free_to_read() {
+    let s = service(10.0);
+    let t = &s.tokens;
+    let (status, catalogue) = call(&s.router, Method::GET, "/v1/indicators", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = catalogue["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.len() >= 17, "{ids:?}");
+    for i in catalogue["indicators"].as_array().unwrap() {
+        assert!(
+            i["numerator"].as_str().is_some_and(|n| !n.is_empty()),
+            "{i}"
+        );
+        assert!(i["unit"].is_string() && i["definition"].is_string(), "{i}");
+    }
+
+    // Reference tables: a bad file is refused whole and names row, column and rule.
+    let bad =
+        b"country,year,estimate,low,high,source\nKGZ,2005,900,500,1400,GSI\nKGZ,20x5,1,1,1,GSI\n";
+    let (status, _, body) = send(
+        &s.router,
+        Method::PUT,
+        "/v1/reference/estimated_victims",
+        Some(&t.admin),
+        Some("text/csv"),
+        bad.to_vec(),
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let problem = &body["error"]["details"]["problems"][0];
+    assert_eq!(
+        (&problem["row"], &problem["column"], &problem["rule"]),
+        (&json!(3), &json!("year"), &json!("invalid_year"))
+    );
+    let (_, reference) = call(
+        &s.router,
+        Method::GET,
+        "/v1/reference/estimated_victims",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(reference["rows"], json!([]), "nothing was loaded");
+    let good = b"country,year,estimate,low,high,source\nKGZ,2005,900,500,1400,GSI 2018\nKGZ,2006,950,500,1500,GSI 2018\n";
+    let (status, _, _) = send(
+        &s.router,
+        Method::PUT,
+        "/v1/reference/estimated_victims",
+        Some(&t.admin),
+        Some("text/csv"),
+        good.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Only an admin loads them.
+    let (status, _, _) = send(
+        &s.router,
+        Method::PUT,
+        "/v1/reference/estimated_victims",
+        Some(&t.analyst),
+        Some("text/csv"),
+        good.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An analyst creates a release of every indicator; only analysts may.
+    let request = json!({"name": "HQ 2003-2008", "from": 2003, "to": 2008, "epsilon": 4.0});
+    let (status, _) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases",
+        Some(&t.researcher),
+        Some(request.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, before) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+    let (status, release) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases",
+        Some(&t.analyst),
+        Some(request.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{release}");
+    let cost = release["cost"]["epsilon"].as_f64().unwrap();
+    assert!(cost > 3.99 && cost <= 4.0, "{cost}");
+    let (_, after) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+    let spent = epsilon_spent(&after) - epsilon_spent(&before);
+    assert!(
+        (spent - cost).abs() < 1e-9,
+        "charged {spent}, release says {cost}"
+    );
+
+    // Consistency: every cell has its interval around its value; counts are non-negative
+    // integers; breakdowns sum to persons assisted; shares lie in [0, 1].
+    let mut checked = 0;
+    for indicator in release["indicators"].as_array().unwrap() {
+        for c in indicator["cells"].as_array().unwrap() {
+            let (lo, hi) = (c["lower"].as_f64().unwrap(), c["upper"].as_f64().unwrap());
+            assert!(lo <= hi, "{c}");
+            if let Some(v) = c["value"].as_f64() {
+                assert!(lo <= v && v <= hi, "{} {c}", indicator["id"]);
+                match indicator["unit"].as_str().unwrap() {
+                    "persons" | "cases" => assert!(v >= 0.0 && v.fract() == 0.0, "{c}"),
+                    "share" => assert!((0.0..=1.0).contains(&v), "{c}"),
+                    _ => assert!(v >= 0.0, "{c}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    let mut totals = BTreeMap::new();
+    for c in cells(&release, "persons_assisted") {
+        totals.insert(
+            (c["mission"].to_string(), c["period"].to_string()),
+            c["value"].as_f64().unwrap(),
+        );
+    }
+    assert_eq!(totals.len(), 2 * 6, "missions x years");
+    for breakdown in [
+        "persons_by_gender",
+        "persons_by_age_band",
+        "identification_channel",
+    ] {
+        let mut sums: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for c in cells(&release, breakdown) {
+            *sums
+                .entry((c["mission"].to_string(), c["period"].to_string()))
+                .or_default() += c["value"].as_f64().unwrap();
+        }
+        assert_eq!(sums, totals, "{breakdown} does not sum to persons assisted");
+    }
+    // Active cases never exceed cases.
+    for (open, all) in cells(&release, "active_caseload")
+        .iter()
+        .zip(cells(&release, "cases"))
+    {
+        assert!(open["value"].as_f64() <= all["value"].as_f64());
+    }
+    // The reference table was combined, and the release says which source.
+    assert_eq!(cells(&release, "coverage_vs_estimated").len(), 2);
+    assert_eq!(release["sources"][0]["source"], "GSI 2018");
+    assert!(checked > 500, "{checked} cells");
+
+    // Reading is free for every role, as JSON and CSV; asking again is free too.
+    let id = release["id"].as_i64().unwrap();
+    for token in [&t.researcher, &t.ngo, &t.admin, &t.analyst] {
+        let (status, list) = call(&s.router, Method::GET, "/v1/releases", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["releases"][0]["id"], id);
+        let (status, got) = call(
+            &s.router,
+            Method::GET,
+            &format!("/v1/releases/{id}"),
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(got, release);
+        let (status, headers, csv) = send(
+            &s.router,
+            Method::GET,
+            &format!("/v1/releases/{id}?format=csv"),
+            Some(token),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/csv")
+        );
+        let csv = String::from_utf8(csv).unwrap();
+        let rows = csv.lines().count() - 1;
+        let total: usize = release["indicators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["cells"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(rows, total);
+    }
+    let (status, again) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases",
+        Some(&t.analyst),
+        Some(request),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, release);
+    let (_, end) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+    assert_eq!(
+        epsilon_spent(&end),
+        epsilon_spent(&after),
+        "reading cost budget"
+    );
+    let (status, missing) = call(
+        &s.router,
+        Method::GET,
+        "/v1/releases/999",
+        Some(&t.analyst),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+
+    // Over budget: refused, nothing charged.
+    let (status, refused) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases",
+        Some(&t.analyst),
+        Some(json!({"name": "too much", "from": 2003, "to": 2008, "epsilon": 7.0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "budget_exhausted");
+
+    // The dashboard page is served.
+    let (status, headers, page) =
+        send(&s.router, Method::GET, "/dashboard", None, None, vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(String::from_utf8(page).unwrap().contains("v1/releases"));
+}
+
+/// On generated data with known truth, the share of published 95% intervals (after
+/// post-processing) that hold the true value, over persons, cases and persons by gender per
+/// mission and year, in five independent releases.
+#[tokio::test]
+async fn release_intervals_cover_the_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        persons: 3000,
+        ngos_per_mission: 1,
+        error_rate: 0.0,
+        formats: vec![FileFormat::Csv],
+        ..Config::default()
+    };
+    let generated = generate(&config, &dir.path().join("gen")).unwrap();
+    let data = dir.path().join("ds");
+    let dataset = Dataset::open(&data).unwrap();
+    for file in &generated.files {
+        let report = ingest_file(
+            &dataset,
+            &dir.path().join("gen").join(&file.path),
+            &file.organisation,
+            &file.mission,
+            file.profile.name(),
+            false,
+        );
+        assert_eq!(report.status, Status::Committed);
+    }
+    let missions = config.missions.clone();
+    let truth = &generated.truth.mission_years;
+    let mut covered: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for run in 0..5 {
+        let request = ReleaseRequest {
+            name: format!("coverage {run}"),
+            indicators: vec![
+                "persons_assisted".into(),
+                "cases".into(),
+                "persons_by_gender".into(),
+            ],
+            missions: None,
+            from: config.first_year,
+            to: config.last_year,
+            period: PeriodKind::Year,
+            epsilon: 3.0,
+            contribution_bound: None,
+        };
+        let plan = request.plan(&missions).unwrap();
+        let (counts, generation) = compute_counts(&data, &missions, &plan).await.unwrap();
+        let release = build_release(
+            &plan,
+            &counts,
+            &References::default(),
+            "test",
+            "ds",
+            generation,
+        );
+        for indicator in &release.indicators {
+            for c in &indicator.cells {
+                let Some(year) = truth.get(&format!("{}/{}", c.mission, c.period)) else {
+                    panic!("no truth for {} {}", c.mission, c.period)
+                };
+                let true_value = match (indicator.id.as_str(), c.key.as_deref()) {
+                    ("persons_assisted", None) => year.persons,
+                    ("cases", None) => year.cases,
+                    ("persons_by_gender", Some(k)) if k != "unknown" => {
+                        year.persons_by_gender.get(k).copied().unwrap_or(0)
+                    }
+                    _ => continue,
+                } as f64;
+                let entry = covered.entry(indicator.id.clone()).or_default();
+                entry.1 += 1;
+                if c.lower <= true_value && true_value <= c.upper {
+                    entry.0 += 1;
+                }
+            }
+        }
+    }
+    let (hit, all) = covered
+        .values()
+        .fold((0, 0), |(h, a), (hit, all)| (h + hit, a + all));
+    for (id, (hit, all)) in &covered {
+        eprintln!(
+            "coverage {id}: {hit}/{all} = {:.3}",
+            f64::from(*hit) / f64::from(*all)
+        );
+    }
+    let share = f64::from(hit) / f64::from(all);
+    eprintln!("coverage of 95% intervals: {hit}/{all} = {share:.3}");
+    assert!(all >= 1000, "{all} cells");
+    // Nominal 95% (conservative construction); with >1,000 cells, 0.93 is more than three
+    // standard errors below 0.95.
+    assert!(share >= 0.93, "coverage {share}");
+}
