@@ -5,7 +5,8 @@
 //! a deployment key, ingests every file with `--accept-valid`, re-ingests one file to show the
 //! duplicate check, and compares what the dataset holds with the generator's truth. Then it
 //! creates principals and budgets, asks one DP query through the service in-process (intervals
-//! against the truth), and serves the API on localhost with working tokens until Ctrl-C.
+//! against the truth), loads synthetic reference tables, creates a release of every indicator,
+//! and serves the API and the dashboard on localhost with working tokens until Ctrl-C.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -155,7 +156,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     )
 }
 
-/// Steps 6 to 8: principals, one DP query in-process against the truth, then the server.
+/// Steps 6 to 9: principals, one DP query in-process against the truth, a release, the server.
 fn service(
     args: &DemoArgs,
     data_dir: &Path,
@@ -256,8 +257,63 @@ fn service(
         response["charged"]["epsilon"], response["budget"]["epsilon_left"]
     );
 
-    println!("8. The API");
+    println!("8. Reference tables (synthetic demo figures) and a release of every indicator");
+    let missions: Vec<String> = state.config().missions.clone();
+    let mut estimates = String::from("country,year,estimate,low,high,source\n");
+    let mut convictions = String::from("country,year,prosecutions,convictions,source\n");
+    for (i, m) in missions.iter().enumerate() {
+        for year in 2003..=2008 {
+            let base = 400 + 60 * i + 10 * (year - 2003) as usize;
+            estimates.push_str(&format!(
+                "{m},{year},{base},{},{},ctstats demo (synthetic)\n",
+                base * 6 / 10,
+                base * 16 / 10
+            ));
+            convictions.push_str(&format!(
+                "{m},{year},{},{},ctstats demo (synthetic)\n",
+                8 + i + (year - 2003) as usize,
+                2 + (i + year as usize) % 4
+            ));
+        }
+    }
+    for (table, text) in [
+        ("estimated_victims", &estimates),
+        ("convictions", &convictions),
+    ] {
+        let parsed = ctstats_query::reference::parse(table, text)
+            .map_err(|p| anyhow::anyhow!("demo reference table {table}: {p:?}"))?;
+        state
+            .ledger()
+            .set_reference(table, "demo", &serde_json::to_string(&parsed)?)?;
+    }
+    let request = ctstats_query::release::ReleaseRequest {
+        name: "Demo release 2003-2008".into(),
+        indicators: Vec::new(),
+        missions: None,
+        from: 2003,
+        to: 2008,
+        period: ctstats_query::release::PeriodKind::Year,
+        epsilon: 5.0,
+        contribution_bound: None,
+    };
+    let (release, _) = runtime
+        .block_on(ctstats_query::server::create_release_as(
+            state.clone(),
+            analyst.clone(),
+            request,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    let release_cells: usize = release.indicators.iter().map(|i| i.cells.len()).sum();
+    println!(
+        "   release {}: {} indicators, {release_cells} cells with 95% intervals, charged epsilon {:.6} once; free to read for every role",
+        release.id,
+        release.indicators.len(),
+        release.cost.epsilon
+    );
+
+    println!("9. The API and the dashboard");
     let base = format!("http://{}", args.listen);
+    println!("   dashboard: {base}/dashboard#token={researcher_token}");
     println!("   admin token:      {admin}");
     println!("   analyst token:    {analyst_token}");
     println!("   researcher token: {researcher_token}");

@@ -3,4 +3,5 @@
 //! pipeline and the key, which `query` must never depend on.
 
 pub mod options;
+pub mod release;
 pub mod serve;

@@ -80,6 +80,16 @@ enum Command {
         #[command(subcommand)]
         command: ctstats::serve::BudgetCommand,
     },
+    /// Create, list and show releases: indicators under one budget, free to read.
+    Release {
+        #[command(subcommand)]
+        command: ctstats::release::ReleaseCommand,
+    },
+    /// Load or show the reference tables (estimated victims, convictions).
+    Reference {
+        #[command(subcommand)]
+        command: ctstats::release::ReferenceCommand,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -182,6 +192,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => ctstats::serve::run(&args)?,
         Command::Principal { command } => ctstats::serve::principal(&command)?,
         Command::Budget { command } => ctstats::serve::budget(&command)?,
+        Command::Release { command } => ctstats::release::release(command)?,
+        Command::Reference { command } => ctstats::release::reference_command(command)?,
         Command::Withdraw {
             data,
             key,

@@ -55,7 +55,7 @@ use crate::plan::{self, PlanError};
 use crate::spec::{self, QuerySpec, SpecError, SpecErrors, ValidatedSpec};
 
 mod releases;
-pub use releases::build as build_release;
+pub use releases::{build as build_release, create_release_as};
 
 /// Upload size limit when none is configured: 256 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;

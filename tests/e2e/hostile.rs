@@ -399,7 +399,8 @@ fn fuzz_upload_endpoint() {
             ..Config::default()
         });
         let outcome = runner.run(&strategy, |(format, accept_valid, multipart, body)| {
-            let uri = format!("/v1/batches?mission=UKR&format={format}&accept_valid={accept_valid}");
+            let uri =
+                format!("/v1/batches?mission=UKR&format={format}&accept_valid={accept_valid}");
             let (content_type, body) = if multipart {
                 let mut form = format!(
                     "--b0undary\r\nContent-Disposition: form-data; name=\"file\"; \
@@ -436,7 +437,9 @@ fn fuzz_upload_endpoint() {
                     + report["rows_invalid"].as_u64().unwrap_or(0);
                 prop_assert_eq!(read, accounted, "{}", text);
             } else {
-                prop_assert!(json["code"].as_str().is_some_and(|c| !c.is_empty()), "{text}");
+                // Errors are `{"error": {"code", "message"}}`.
+                let code = json["error"]["code"].as_str();
+                prop_assert!(code.is_some_and(|c| !c.is_empty()), "{text}");
             }
             Ok(())
         });
@@ -455,5 +458,8 @@ fn fuzz_upload_endpoint() {
     );
     // The seeds are real uploads: some mutations must still commit, or the target only ever
     // exercised the front door.
-    assert!(outcomes.keys().any(|k| k.starts_with("201")), "{outcomes:?}");
+    assert!(
+        outcomes.keys().any(|k| k.starts_with("201")),
+        "{outcomes:?}"
+    );
 }

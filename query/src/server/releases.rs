@@ -82,6 +82,30 @@ pub(super) async fn create_release(
     Ok((status, Json(release)).into_response())
 }
 
+/// Create a release as `principal` (the command line's path): the same checks, charge and
+/// storage as `POST /v1/releases`. Returns the release and whether it was computed now (else
+/// it was stored before and served free).
+pub async fn create_release_as(
+    state: AppState,
+    principal: Principal,
+    request: ReleaseRequest,
+) -> Result<(Release, bool), String> {
+    if principal.revoked || principal.role != Role::Analyst {
+        return Err(format!(
+            "{} is not an active analyst: only analysts create releases",
+            principal.id
+        ));
+    }
+    let missions = state.config().missions.clone();
+    let plan = tokio::task::spawn_blocking(move || request.plan(&missions))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    settle_release(state, principal, plan)
+        .await
+        .map_err(|e| format!("{}: {}", e.code, e.message))
+}
+
 async fn settle_release(
     state: AppState,
     principal: Principal,
