@@ -74,6 +74,7 @@ pub struct ReleaseRequest {
     pub indicators: Vec<String>,
     /// Missions (ISO alpha-3); absent: every mission the service serves.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub missions: Option<Vec<String>>,
     /// First calendar year of registration.
     #[schema(minimum = 1900, maximum = 2100)]
@@ -84,9 +85,11 @@ pub struct ReleaseRequest {
     #[serde(default)]
     pub period: PeriodKind,
     /// The whole release's epsilon, split as the module docs say.
+    #[schema(exclusive_minimum = 0.0, maximum = 1000000.0)]
     pub epsilon: f64,
     /// Records kept per person (1-20); default 3.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
     pub contribution_bound: Option<u32>,
 }
 
