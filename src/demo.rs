@@ -294,6 +294,7 @@ fn service(
         to: 2008,
         period: ctstats_query::release::PeriodKind::Year,
         epsilon: 5.0,
+        delta: Some(1e-6),
         contribution_bound: None,
     };
     let (release, _) = runtime

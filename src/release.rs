@@ -40,6 +40,10 @@ pub enum ReleaseCommand {
         /// The whole release's epsilon.
         #[arg(long)]
         epsilon: f64,
+        /// A delta, for the origin-to-destination flows (thresholded keys); without it they are
+        /// left out.
+        #[arg(long)]
+        delta: Option<f64>,
         /// Records kept per person (default 3).
         #[arg(long)]
         contribution_bound: Option<u32>,
@@ -140,6 +144,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             to,
             quarterly,
             epsilon,
+            delta,
             contribution_bound,
         } => {
             let l = ledger.open()?;
@@ -166,6 +171,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                     PeriodKind::Year
                 },
                 epsilon,
+                delta,
                 contribution_bound,
             };
             let runtime = tokio::runtime::Runtime::new()?;

@@ -31,6 +31,9 @@ pub struct Source {
     pub filters: Vec<(&'static str, Vec<&'static str>)>,
     /// A dimension to break the count down by (`bin` for [`Counted::AssistanceTypes`]).
     pub breakdown: Option<&'static str>,
+    /// A second breakdown (flows: origin by destination). Its domain is too large to release
+    /// whole, so such a count releases only the keys that pass OpenDP's DP threshold.
+    pub destination: Option<&'static str>,
 }
 
 impl Source {
@@ -39,6 +42,7 @@ impl Source {
             counted,
             filters: Vec::new(),
             breakdown: None,
+            destination: None,
         }
     }
     fn by(mut self, breakdown: &'static str) -> Source {
@@ -91,7 +95,15 @@ impl Source {
         if let Some(b) = self.breakdown.filter(|b| *b != "bin") {
             text.push_str(&format!(" by {b}"));
         }
+        if let Some(d) = self.destination {
+            text.push_str(&format!(" x {d} (thresholded keys)"));
+        }
         text
+    }
+
+    /// Whether the count releases only thresholded keys (and so needs a delta).
+    pub fn thresholded(&self) -> bool {
+        self.destination.is_some()
     }
 }
 
@@ -119,6 +131,9 @@ pub enum Formula {
     /// Re-registration: the share of cases that are not a person's first in the cell,
     /// 1 − persons / cases, in [0, 1].
     Repeat,
+    /// Persons per origin → destination pair (`CIT>DST`), only the pairs whose noisy count passes
+    /// the DP threshold: non-negative integers.
+    Flows { source: Source },
     /// Per field, the share of persons whose field is recorded: 1 − persons{field=unknown} /
     /// persons, in [0, 1].
     Completeness { fields: &'static [&'static str] },
@@ -140,7 +155,9 @@ impl Formula {
             Formula::Breakdown { source } | Formula::SharePerKey { source } => {
                 vec![source.clone(), Source::persons()]
             }
-            Formula::ShareOfKeys { source, .. } => vec![source.clone()],
+            Formula::ShareOfKeys { source, .. } | Formula::Flows { source } => {
+                vec![source.clone()]
+            }
             Formula::Repeat => vec![Source::persons(), Source::cases()],
             Formula::Completeness { fields } => {
                 let mut s: Vec<Source> = fields
@@ -154,6 +171,11 @@ impl Formula {
                 vec![Source::persons()]
             }
         }
+    }
+
+    /// Whether it needs a delta (thresholded keys).
+    pub fn needs_delta(&self) -> bool {
+        self.sources().iter().any(Source::thresholded)
     }
 
     /// Whether it combines DP counts with a reference table (yearly only).
@@ -210,6 +232,7 @@ impl Indicator {
         match &self.formula {
             Formula::Breakdown { source } | Formula::SharePerKey { source } => source.breakdown,
             Formula::Completeness { .. } => Some("field"),
+            Formula::Flows { .. } => Some("flow"),
             _ => None,
         }
     }
@@ -232,6 +255,7 @@ impl Indicator {
                 .map(Source::describe)
                 .collect(),
             yearly_only: self.formula.uses_reference(),
+            needs_delta: self.formula.needs_delta(),
         }
     }
 }
@@ -252,6 +276,8 @@ pub struct IndicatorView {
     pub sources: Vec<String>,
     /// Combines a yearly reference table: only calendar-year releases can include it.
     pub yearly_only: bool,
+    /// Releases thresholded keys: only a release with a delta can include it.
+    pub needs_delta: bool,
 }
 
 /// Fields whose completeness is reported.
@@ -369,6 +395,21 @@ pub fn catalogue() -> Vec<Indicator> {
             },
         },
         Indicator {
+            id: "origin_destination_flows",
+            title: "Origin to destination flows",
+            unit: Unit::Persons,
+            kind: Kind::Breakdown,
+            numerator: "persons by citizenship and country of exploitation",
+            denominator: None,
+            definition: "Persons assisted per flow from citizenship to country of exploitation, keyed `CIT>DST` (ISO alpha-3, `unknown` when not recorded). The 250 x 250 pairs are too many to release whole: only pairs whose noisy count passes OpenDP's DP threshold appear, which costs a delta (give the release one). Absent pairs are not zeros.",
+            formula: Flows {
+                source: Source {
+                    destination: Some("country_of_exploitation"),
+                    ..persons().by("citizenship")
+                },
+            },
+        },
+        Indicator {
             id: "identification_channel",
             title: "Identification channel",
             unit: Unit::Persons,
@@ -422,6 +463,7 @@ pub fn catalogue() -> Vec<Indicator> {
                     counted: Counted::AssistanceTypes,
                     filters: Vec::new(),
                     breakdown: Some("bin"),
+                    destination: None,
                 },
                 numerator: &["[1,12]"],
                 denominator: &["[0,0]", "[1,12]"],
@@ -513,8 +555,8 @@ mod tests {
                 for (dimension, _) in &source.filters {
                     assert!(Dimension::from_name(dimension).is_some(), "{dimension}");
                 }
-                if let Some(b) = source.breakdown.filter(|b| *b != "bin") {
-                    assert!(Dimension::from_name(b).is_some(), "{b}");
+                for b in [source.breakdown, source.destination].into_iter().flatten() {
+                    assert!(b == "bin" || Dimension::from_name(b).is_some(), "{b}");
                 }
             }
             assert_eq!(

@@ -87,6 +87,11 @@ pub struct ReleaseRequest {
     /// The whole release's epsilon, split as the module docs say.
     #[schema(exclusive_minimum = 0.0, maximum = 1000000.0)]
     pub epsilon: f64,
+    /// A delta, needed only by indicators that release thresholded keys (the flows); it goes
+    /// to them whole (split equally if several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 0.01)]
+    pub delta: Option<f64>,
     /// Records kept per person (1-20); default 3.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 20)]
@@ -138,6 +143,14 @@ impl ReleaseRequest {
                 format!("a number above 0 and at most {}", ledger::MAX_EPSILON),
             ));
         }
+        if let Some(d) = self.delta
+            && !(d.is_finite() && d > 0.0 && d <= ledger::MAX_DELTA)
+        {
+            return Err(error(
+                "delta",
+                format!("a number above 0 and at most {}", ledger::MAX_DELTA),
+            ));
+        }
         let k = self
             .contribution_bound
             .unwrap_or(DEFAULT_CONTRIBUTION_BOUND);
@@ -169,6 +182,7 @@ impl ReleaseRequest {
             indicators::catalogue()
                 .into_iter()
                 .filter(|i| yearly || !i.formula.uses_reference())
+                .filter(|i| self.delta.is_some() || !i.formula.needs_delta())
                 .collect()
         } else {
             let mut seen = BTreeSet::new();
@@ -186,6 +200,12 @@ impl ReleaseRequest {
                         format!("{id} uses a yearly reference table: ask for calendar years"),
                     ));
                 }
+                if self.delta.is_none() && indicator.formula.needs_delta() {
+                    return Err(error(
+                        "delta",
+                        format!("{id} releases thresholded keys and needs a delta"),
+                    ));
+                }
                 if seen.insert(indicator.id) {
                     found.push(indicator);
                 }
@@ -197,16 +217,20 @@ impl ReleaseRequest {
             .flat_map(|i| i.formula.sources())
             .collect();
         let share = ledger::share(self.epsilon, sources.len());
+        let thresholded = sources.iter().filter(|s| s.thresholded()).count();
+        let delta_share = self.delta.map(|d| ledger::share(d, thresholded));
         let mut queries = Vec::with_capacity(sources.len());
         for source in sources {
+            let delta = delta_share.filter(|_| source.thresholded());
             let spec = query_for(
                 &source,
                 &missions,
-                self.from,
-                self.to,
-                self.period,
+                (self.from, self.to, self.period),
                 k,
-                share,
+                Budget {
+                    epsilon: share,
+                    delta,
+                },
             );
             let validated = spec.validate(service_missions)?;
             let plan = CostPlan::new(&validated).map_err(|e| error("epsilon", e.to_string()))?;
@@ -261,11 +285,9 @@ fn periods(from: i32, to: i32, kind: PeriodKind) -> Vec<String> {
 fn query_for(
     source: &Source,
     missions: &[String],
-    from: i32,
-    to: i32,
-    period: PeriodKind,
+    (from, to, period): (i32, i32, PeriodKind),
     contribution_bound: u32,
-    epsilon: f64,
+    budget: Budget,
 ) -> QuerySpec {
     let mut group_by = vec![
         "mission".to_string(),
@@ -278,6 +300,7 @@ fn query_for(
     if let Some(b) = source.breakdown.filter(|b| *b != "bin") {
         group_by.push(b.to_string());
     }
+    group_by.extend(source.destination.map(str::to_string));
     let mut filters: BTreeMap<String, Vec<String>> = source
         .filters
         .iter()
@@ -303,12 +326,13 @@ fn query_for(
         contribution_bound: Some(contribution_bound),
         list_items_bound: None,
         mechanism: Mechanism::Laplace,
-        budget: Some(Budget {
-            epsilon,
-            delta: None,
-        }),
+        budget: Some(budget),
         accuracy: None,
-        keys: KeysMode::Public,
+        keys: if source.thresholded() {
+            KeysMode::Threshold
+        } else {
+            KeysMode::Public
+        },
     }
 }
 
@@ -531,10 +555,14 @@ fn counts_of(source: &Source, answer: &Answer) -> Counts {
         .cells
         .iter()
         .map(|cell| {
-            let key = if keyed {
-                cell.key.get(2).cloned().unwrap_or_default()
-            } else {
-                String::new()
+            let key = match (keyed, source.destination) {
+                (false, _) => String::new(),
+                (true, None) => cell.key.get(2).cloned().unwrap_or_default(),
+                (true, Some(_)) => format!(
+                    "{}>{}",
+                    cell.key.get(2).map_or("", String::as_str),
+                    cell.key.get(3).map_or("", String::as_str)
+                ),
             };
             (
                 (cell.key[0].clone(), cell.key[1].clone(), key),
@@ -719,6 +747,23 @@ pub fn post_process(
                                 Some(k.clone()),
                                 value,
                                 (share(x_lo, t_hi - u_lo), share_hi(x_hi, t_lo - u_hi)),
+                            );
+                        }
+                    }
+                    Formula::Flows { source } => {
+                        let mut keys: Vec<&String> = get(source)
+                            .unwrap_or(&empty)
+                            .keys()
+                            .filter(|(cm, cp, _)| cm == m && cp == p)
+                            .map(|(_, _, k)| k)
+                            .collect();
+                        keys.sort();
+                        for k in keys {
+                            let x = noisy(source, m, p, k);
+                            push(
+                                Some(k.clone()),
+                                Some(x.value.round().max(0.0)),
+                                x.interval(a),
                             );
                         }
                     }
@@ -908,7 +953,7 @@ pub fn integer_partition(x: &[f64], total: f64) -> Vec<f64> {
 
 /// The budget split rule, as the release states it.
 pub fn budget_rule(plan: &ReleasePlan) -> String {
-    format!(
+    let mut rule = format!(
         "epsilon {} split equally over {} distinct counts (epsilon {} each, discrete Laplace), every mission x period cell of a count sharing it with at most {} records per person",
         plan.request.epsilon,
         plan.queries.len(),
@@ -916,7 +961,13 @@ pub fn budget_rule(plan: &ReleasePlan) -> String {
         plan.request
             .contribution_bound
             .unwrap_or(DEFAULT_CONTRIBUTION_BOUND)
-    )
+    );
+    if let Some(d) = plan.request.delta {
+        rule.push_str(&format!(
+            "; delta {d} to the counts with thresholded keys (origin to destination flows)"
+        ));
+    }
+    rule
 }
 
 #[cfg(test)]
@@ -980,10 +1031,26 @@ mod tests {
             to: 2008,
             period: PeriodKind::Year,
             epsilon: 1.0,
+            delta: None,
             contribution_bound: None,
         };
         let plan = request.plan(&missions).unwrap();
-        assert_eq!(plan.indicators.len(), indicators::catalogue().len());
+        // Without a delta, every indicator but the thresholded flows.
+        assert_eq!(plan.indicators.len(), indicators::catalogue().len() - 1);
+        let flows = ReleaseRequest {
+            indicators: vec!["origin_destination_flows".into()],
+            ..request.clone()
+        };
+        assert_eq!(flows.plan(&missions).unwrap_err().0[0].field, "delta");
+        let with_delta = ReleaseRequest {
+            delta: Some(1e-6),
+            ..request.clone()
+        }
+        .plan(&missions)
+        .unwrap();
+        assert_eq!(with_delta.indicators.len(), indicators::catalogue().len());
+        assert!(with_delta.cost.delta <= 1e-6 && with_delta.cost.delta > 0.0);
+        assert!(with_delta.cost.epsilon <= 1.0);
         assert!(plan.cost.epsilon <= 1.0, "{:?}", plan.cost);
         assert!(plan.cost.epsilon > 0.99, "{:?}", plan.cost);
         assert_eq!(plan.cost.delta, 0.0);
