@@ -764,6 +764,65 @@ enum Settled {
     Reused { stored: Stored, budget: Budget },
 }
 
+/// What asking the ledger to pay for a query or a release came to.
+enum Paid {
+    /// Charged now: compute, then store with `charge_id`.
+    Charged { charge_id: i64, budget: Budget },
+    /// Asked before by this caller: the stored answer, nothing charged.
+    Reused { answer: String, budget: Budget },
+}
+
+/// Charge `cost` for `hash` to `principal` (write-ahead: before anything is computed), or
+/// refuse with the audit entry and a 403 that says what is left. `action` is `query` or
+/// `release`, for the audit log and the message.
+async fn pay(
+    state: &AppState,
+    principal: &Principal,
+    action: &'static str,
+    hash: &str,
+    cost: Cost,
+    detail: &str,
+) -> Result<Paid, ApiError> {
+    let dataset = state.config().dataset.clone();
+    let (pid, ds, h) = (principal.id.clone(), dataset.clone(), hash.to_string());
+    let charge = state.db(move |l| l.charge(&pid, &ds, &h, cost)).await?;
+    let detail = detail.to_string();
+    match charge {
+        Charge::NoBudget => {
+            state
+                .audit(principal, action, detail, None, "no_budget")
+                .await?;
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "no_budget",
+                format!("no budget is set for you on dataset {dataset}; ask an admin"),
+            ))
+        }
+        Charge::Refused { budget } => {
+            state
+                .audit(principal, action, detail, Some(cost), "refused")
+                .await?;
+            let left = BudgetView::new(&dataset, &budget);
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "budget_exhausted",
+                format!(
+                    "this {action} costs epsilon {} and delta {}; you have epsilon {} and delta {} left",
+                    cost.epsilon, cost.delta, left.epsilon_left, left.delta_left
+                ),
+            )
+            .with_details(serde_json::json!({ "cost": cost, "budget": left })))
+        }
+        Charge::Reused { answer, budget } => {
+            state
+                .audit(principal, action, detail, None, "reused")
+                .await?;
+            Ok(Paid::Reused { answer, budget })
+        }
+        Charge::Charged { charge_id, budget } => Ok(Paid::Charged { charge_id, budget }),
+    }
+}
+
 /// Charge the ledger for `plan` (write-ahead), then compute, store and audit the answer.
 /// Computing waits for one of the service's aggregation permits (first come, first served).
 async fn settle(
@@ -774,49 +833,14 @@ async fn settle(
 ) -> Result<Settled, ApiError> {
     let hash = spec.hash();
     let detail = format!("{} {}", hash, spec.canonical_json());
-    let dataset = state.config().dataset.clone();
-    let (pid, ds, h, cost) = (
-        principal.id.clone(),
-        dataset.clone(),
-        hash.clone(),
-        plan.total,
-    );
-    let charge = state.db(move |l| l.charge(&pid, &ds, &h, cost)).await?;
-    let (charge_id, budget) = match charge {
-        Charge::NoBudget => {
-            state
-                .audit(&principal, "query", detail, None, "no_budget")
-                .await?;
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "no_budget",
-                format!("no budget is set for you on dataset {dataset}; ask an admin"),
-            ));
-        }
-        Charge::Refused { budget } => {
-            state
-                .audit(&principal, "query", detail, Some(plan.total), "refused")
-                .await?;
-            let left = BudgetView::new(&dataset, &budget);
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "budget_exhausted",
-                format!(
-                    "this query costs epsilon {} and delta {}; you have epsilon {} and delta {} left",
-                    plan.total.epsilon, plan.total.delta, left.epsilon_left, left.delta_left
-                ),
-            )
-            .with_details(serde_json::json!({ "cost": plan.total, "budget": left })));
-        }
-        Charge::Reused { answer, budget } => {
-            state
-                .audit(&principal, "query", detail, None, "reused")
-                .await?;
-            let stored = serde_json::from_str(&answer).map_err(ApiError::internal)?;
-            return Ok(Settled::Reused { stored, budget });
-        }
-        Charge::Charged { charge_id, budget } => (charge_id, budget),
-    };
+    let (charge_id, budget) =
+        match pay(&state, &principal, "query", &hash, plan.total, &detail).await? {
+            Paid::Reused { answer, budget } => {
+                let stored = serde_json::from_str(&answer).map_err(ApiError::internal)?;
+                return Ok(Settled::Reused { stored, budget });
+            }
+            Paid::Charged { charge_id, budget } => (charge_id, budget),
+        };
 
     // Paid. From here a failure loses the budget just charged, never privacy.
     let result = {

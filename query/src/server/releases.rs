@@ -117,38 +117,8 @@ async fn settle_release(
         "{hash} {}",
         serde_json::to_string(&plan.request).map_err(ApiError::internal)?
     );
-    let (pid, ds, h, cost) = (principal.id.clone(), dataset.clone(), hash, plan.cost);
-    let charge = state.db(move |l| l.charge(&pid, &ds, &h, cost)).await?;
-    let charge_id = match charge {
-        Charge::NoBudget => {
-            state
-                .audit(&principal, "release", detail, None, "no_budget")
-                .await?;
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "no_budget",
-                format!("no budget is set for you on dataset {dataset}; ask an admin"),
-            ));
-        }
-        Charge::Refused { budget } => {
-            state
-                .audit(&principal, "release", detail, Some(plan.cost), "refused")
-                .await?;
-            let left = BudgetView::new(&dataset, &budget);
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "budget_exhausted",
-                format!(
-                    "this release costs epsilon {}; you have epsilon {} left",
-                    plan.cost.epsilon, left.epsilon_left
-                ),
-            )
-            .with_details(serde_json::json!({ "cost": plan.cost, "budget": left })));
-        }
-        Charge::Reused { answer, .. } => {
-            state
-                .audit(&principal, "release", detail, None, "reused")
-                .await?;
+    let charge_id = match pay(&state, &principal, "release", &hash, plan.cost, &detail).await? {
+        Paid::Reused { answer, .. } => {
             let id = serde_json::from_str::<Value>(&answer)
                 .ok()
                 .and_then(|v| v["release_id"].as_i64())
@@ -158,7 +128,7 @@ async fn settle_release(
             })?;
             return Ok((release, false));
         }
-        Charge::Charged { charge_id, .. } => charge_id,
+        Paid::Charged { charge_id, .. } => charge_id,
     };
 
     // Paid. From here a failure loses the budget just charged, never privacy.
