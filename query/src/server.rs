@@ -1602,4 +1602,64 @@ mod tests {
         assert_eq!(body["error"]["code"], "internal");
         assert!(!body.to_string().contains("overflow"), "{body}");
     }
+
+    /// Counts how many uploads it is running at once.
+    struct SlowUploader {
+        active: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Uploader for SlowUploader {
+        fn upload(&self, _: &Path, _: &UploadRequest) -> Result<UploadOutcome, UploadError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.active.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            self.active.fetch_sub(1, SeqCst);
+            Ok(UploadOutcome {
+                status: "rejected".into(),
+                report: serde_json::json!({}),
+            })
+        }
+    }
+
+    /// Eight uploads at once: two run, the others wait their turn (without the permits all
+    /// eight ran together; checked by hand).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn at_most_two_uploads_are_taken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let (_, token) = ledger
+            .add_principal("ngo", Role::Ngo, Some("ngo-1"))
+            .unwrap();
+        let uploader = Arc::new(SlowUploader {
+            active: 0.into(),
+            most: 0.into(),
+        });
+        let state = AppState::new(
+            ServiceConfig {
+                data: dir.path().join("ds"),
+                dataset: "ds".into(),
+                missions: vec!["KGZ".into()],
+                max_upload_bytes: 1 << 20,
+                max_concurrent_queries: 1,
+            },
+            ledger,
+            Some(uploader.clone()),
+        );
+        let router = app(state);
+        let uploads = (0..8).map(|_| {
+            let request = axum::http::Request::post("/v1/batches?mission=KGZ&format=csv")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from("a,b\n1,2\n"))
+                .unwrap();
+            tokio::spawn(router.clone().oneshot(request))
+        });
+        for upload in uploads.collect::<Vec<_>>() {
+            let response = upload.await.unwrap().unwrap();
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        let most = uploader.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(most, UPLOADS_AT_ONCE, "{most} uploads ran at once");
+    }
 }
