@@ -97,6 +97,9 @@ pub fn parse(table: &str, text: &str) -> Result<Table, Vec<RowProblem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    // The two tables differ only in their numbers: estimate, low, high or prosecutions,
+    // convictions.
+    let estimates_table = table == "estimated_victims";
     let mut estimates = Vec::new();
     let mut justice = Vec::new();
     let mut seen = BTreeSet::new();
@@ -149,7 +152,7 @@ pub fn parse(table: &str, text: &str) -> Result<Table, Vec<RowProblem>> {
         let (a, b, c) = (
             number(2),
             number(3),
-            if wanted[4] == "high" { number(4) } else { 0.0 },
+            if estimates_table { number(4) } else { 0.0 },
         );
         let source = cell(wanted.len() - 1);
         if source.is_empty() || source.chars().count() > 200 {
@@ -160,7 +163,7 @@ pub fn parse(table: &str, text: &str) -> Result<Table, Vec<RowProblem>> {
                 "the source of the figure, 1 to 200 characters",
             ));
         }
-        if wanted[4] == "high" && !(b <= a && a <= c) {
+        if estimates_table && !(b <= a && a <= c) {
             problems.push(problem(row, "estimate", "range", "low <= estimate <= high"));
         }
         if let Some(y) = year
@@ -177,7 +180,7 @@ pub fn parse(table: &str, text: &str) -> Result<Table, Vec<RowProblem>> {
             continue;
         }
         let year = year.unwrap_or_default();
-        if wanted[4] == "high" {
+        if estimates_table {
             estimates.push(EstimateRow {
                 country,
                 year,
@@ -199,7 +202,7 @@ pub fn parse(table: &str, text: &str) -> Result<Table, Vec<RowProblem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(if table == "estimated_victims" {
+    Ok(if estimates_table {
         Table::Estimates(estimates)
     } else {
         Table::Justice(justice)

@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::serve::{DATASET, send, service, spawn_server};
+use crate::serve::{ServedProcess, send, service};
 
 /// A header the canonical profile accepts, so a file gets past it to its rows.
 const HEADER: &str = "case_id,registration_date,gender,notes";
@@ -175,19 +175,15 @@ fn zip_bomb(mib: usize) -> Vec<u8> {
 
 #[test]
 fn hostile_uploads_and_bodies_get_clear_errors_in_bounded_memory() {
-    let s = service(100.0);
-    let data = s.dir.path().join(DATASET);
-    let ledger = s.dir.path().join("ledger.sqlite");
-    let key = write_test_key(s.dir.path());
-    let (ngo, analyst) = (s.tokens.ngo.clone(), s.tokens.analyst.clone());
-    drop(s.router);
-    drop(s.state);
-    let (mut child, addr) = spawn_server(
-        &data,
-        &ledger,
-        &["--key", key.to_str().unwrap()],
-        Stdio::null(),
-    );
+    let ServedProcess {
+        dir: _dir,
+        data,
+        ngo,
+        analyst,
+        mut child,
+        addr,
+        ..
+    } = service(100.0).serve_as_process(&[], Stdio::null());
     let pid = child.id();
     let upload = |format: &str| format!("/v1/batches?mission=UKR&format={format}");
     let mut cases: Vec<(&str, u16, String)> = Vec::new();

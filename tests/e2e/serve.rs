@@ -1231,6 +1231,49 @@ fn start_server(data: &Path, ledger: &Path) -> (std::process::Child, String) {
     spawn_server(data, ledger, &["--no-upload"], Stdio::null())
 }
 
+/// A [`Service`]'s dataset and ledger served by `ctstats serve` as a process, with uploads.
+pub(crate) struct ServedProcess {
+    /// The temp dir holding dataset, ledger and key: removed when this is dropped.
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) data: PathBuf,
+    pub(crate) ledger: PathBuf,
+    pub(crate) ngo: String,
+    pub(crate) analyst: String,
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: String,
+}
+
+impl Service {
+    /// Hand the dataset and ledger to `ctstats serve --key` (with `extra` arguments, its log to
+    /// `stderr`); the in-process router and its ledger connection are dropped.
+    pub(crate) fn serve_as_process(self, extra: &[&str], stderr: Stdio) -> ServedProcess {
+        let Service {
+            dir,
+            router,
+            state,
+            tokens,
+            ..
+        } = self;
+        drop(router);
+        drop(state);
+        let data = dir.path().join(DATASET);
+        let ledger = dir.path().join("ledger.sqlite");
+        let key = write_test_key(dir.path());
+        let mut args = extra.to_vec();
+        args.extend(["--key", key.to_str().unwrap()]);
+        let (child, addr) = spawn_server(&data, &ledger, &args, stderr);
+        ServedProcess {
+            dir,
+            data,
+            ledger,
+            ngo: tokens.ngo,
+            analyst: tokens.analyst,
+            child,
+            addr,
+        }
+    }
+}
+
 /// Start `ctstats serve` with `extra` arguments on a free port, its log to `stderr`.
 pub(crate) fn spawn_server(
     data: &Path,
@@ -1271,20 +1314,18 @@ pub(crate) fn spawn_server(
 #[test]
 fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
     let s = service(100.0);
-    let data = s.dir.path().join(DATASET);
-    let ledger = s.dir.path().join("ledger.sqlite");
-    let key = write_test_key(s.dir.path());
-    let (ngo, analyst) = (s.tokens.ngo.clone(), s.tokens.analyst.clone());
-    drop(s.router);
-    drop(s.state);
     let log_path = s.dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let (mut child, addr) = spawn_server(
-        &data,
-        &ledger,
-        &["-vv", "--key", key.to_str().unwrap()],
-        Stdio::from(log),
-    );
+    let upload_org = s.upload_org.clone();
+    let ServedProcess {
+        dir,
+        data,
+        ledger,
+        ngo,
+        analyst,
+        mut child,
+        addr,
+    } = s.serve_as_process(&["-vv"], Stdio::from(log));
 
     let canaries = [
         "Канареечкина",
@@ -1370,7 +1411,7 @@ fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
     let mut haystacks = responses;
     haystacks.push(("server log".into(), log));
     haystacks.push(("decompressed values".into(), all_strings(&data)));
-    let ledger_files = [ledger.clone(), s.dir.path().join("ledger.sqlite-wal")];
+    let ledger_files = [ledger.clone(), dir.path().join("ledger.sqlite-wal")];
     for path in files_under(&data).into_iter().chain(ledger_files) {
         if let Ok(bytes) = std::fs::read(&path) {
             let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -1378,7 +1419,7 @@ fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
         }
     }
     assert!(
-        haystacks.iter().any(|(_, h)| h.contains(&s.upload_org)),
+        haystacks.iter().any(|(_, h)| h.contains(&upload_org)),
         "the search sees the ledger and the dataset"
     );
     assert_no_canary(&canaries, &haystacks);
