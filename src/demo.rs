@@ -205,21 +205,11 @@ fn service(
         "budget": {"epsilon": 1.0}
     });
     println!("7. The analyst asks: persons assisted per mission and year, 2003-2008 (epsilon 1)");
-    let router = ctstats_query::server::app(state.clone());
+    let service = state.service().clone();
     let response: serde_json::Value = runtime.block_on(async {
-        let request = axum::http::Request::post("/v1/query")
-            .header("authorization", format!("Bearer {analyst_token}"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(query.to_string()))?;
-        let response = tower::ServiceExt::oneshot(router, request).await?;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await?;
-        anyhow::ensure!(
-            status.is_success(),
-            "query failed: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        anyhow::Ok(serde_json::from_slice(&bytes)?)
+        let spec = service.parse_query(query.to_string().as_bytes())?;
+        let answered = service.ask(&analyst, spec).await?;
+        anyhow::Ok(serde_json::to_value(answered)?)
     })?;
     let (mut covered, mut cells) = (0, 0);
     println!(
@@ -297,19 +287,13 @@ fn service(
         delta: Some(1e-6),
         contribution_bound: None,
     };
-    let (release, _) = runtime
-        .block_on(ctstats_query::server::create_release_as(
-            state.clone(),
-            analyst.clone(),
-            request,
-        ))
-        .map_err(anyhow::Error::msg)?;
-    let release_cells: usize = release.indicators.iter().map(|i| i.cells.len()).sum();
+    let (release, _) = runtime.block_on(service.create_release(&analyst, request))?;
+    let release_cells: usize = release.indicators().iter().map(|i| i.cells.len()).sum();
     println!(
         "   release {}: {} indicators, {release_cells} cells with 95% intervals, charged epsilon {:.6} once; free to read for every role",
-        release.id,
-        release.indicators.len(),
-        release.cost.epsilon
+        release.info().id,
+        release.indicators().len(),
+        release.info().cost.epsilon
     );
 
     println!("9. The API and the dashboard");
@@ -333,7 +317,7 @@ fn service(
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {} (give --listen)", args.listen))?;
-        ctstats_query::server::serve(listener, state, async {
+        ctstats_server::serve(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

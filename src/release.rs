@@ -1,14 +1,15 @@
 //! `ctstats release create|list|show` and `ctstats reference load|show`: releases and
 //! reference tables from the command line, on the machine that holds the dataset and ledger.
-//! `release create` charges the named analyst's budget exactly as `POST /v1/releases` does.
+//! `release create` calls the engine's `create_release`, as `POST /v1/releases` does: the same
+//! checks, the same charge to the named analyst's budget, the same stored release.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use ctstats_query::ledger::Ledger;
 use ctstats_query::reference;
-use ctstats_query::release::{PeriodKind, Release, ReleaseRequest};
-use ctstats_query::server::{AppState, ServiceConfig, create_release_as};
+use ctstats_query::release::{PeriodKind, ReleaseRequest, StoredRelease};
+use ctstats_query::service::{Service, ServiceConfig};
 
 use crate::serve::{DEFAULT_MISSIONS, LedgerArgs, missions};
 
@@ -92,7 +93,7 @@ pub enum ReferenceCommand {
     },
 }
 
-fn stored(ledger: &Ledger, dataset: &str, id: i64) -> anyhow::Result<Release> {
+fn stored(ledger: &Ledger, dataset: &str, id: i64) -> anyhow::Result<StoredRelease> {
     let text = ledger
         .release(dataset, id)?
         .with_context(|| format!("no release {id} on dataset {dataset}"))?;
@@ -100,7 +101,7 @@ fn stored(ledger: &Ledger, dataset: &str, id: i64) -> anyhow::Result<Release> {
 }
 
 /// One line per cell: indicator, mission, period, key, value and its interval.
-fn print_table(release: &Release) {
+fn print_table(release: &StoredRelease) {
     println!(
         "release {} \"{}\" by {} at {}: epsilon {}, {} missions, {} to {}",
         release.id,
@@ -158,7 +159,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                 max_upload_bytes: 0,
                 max_concurrent_queries: 1,
             };
-            let state = AppState::new(config, l, None);
+            let service = Service::new(config, l, None);
             let request = ReleaseRequest {
                 name,
                 indicators,
@@ -175,22 +176,21 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                 contribution_bound,
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let (release, fresh) = runtime
-                .block_on(create_release_as(state, who, request))
-                .map_err(anyhow::Error::msg)?;
-            let cells: usize = release.indicators.iter().map(|i| i.cells.len()).sum();
+            let (release, fresh) = runtime.block_on(service.create_release(&who, request))?;
+            let cells: usize = release.indicators().iter().map(|i| i.cells.len()).sum();
+            let info = release.info();
             println!(
                 "release {}: {} indicators, {} cells, {}",
-                release.id,
-                release.indicators.len(),
+                info.id,
+                release.indicators().len(),
                 cells,
                 if fresh {
-                    format!("charged epsilon {}", release.cost.epsilon)
+                    format!("charged epsilon {}", info.cost.epsilon)
                 } else {
                     "released before: nothing charged".to_string()
                 }
             );
-            println!("budget rule: {}", release.budget_rule);
+            println!("budget rule: {}", info.budget_rule);
         }
         ReleaseCommand::List { ledger } => {
             let dataset = ledger.dataset()?;
@@ -200,7 +200,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                 "id", "created_at", "name", "by", "years", "epsilon"
             );
             for text in l.releases(&dataset)? {
-                let r: Release = serde_json::from_str(&text)?;
+                let r: StoredRelease = serde_json::from_str(&text)?;
                 println!(
                     "{:<5} {:<24} {:<28} {:<10} {:<9} {:>8}  {}",
                     r.id,

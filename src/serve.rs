@@ -8,11 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use ctstats_ingest::read::Progress;
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
+use ctstats_query::error::Code;
 use ctstats_query::ledger::{Ledger, Role};
-use ctstats_query::server::{
-    AppState, DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig, UploadError, UploadOutcome, UploadRequest,
-    Uploader,
+use ctstats_query::service::{
+    DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig, UploadError, UploadOutcome, UploadRequest, Uploader,
 };
+use ctstats_server::AppState;
 
 /// The mission domain when none is configured: the missions of DESIGN.md's first network.
 pub const DEFAULT_MISSIONS: &str = "KAZ,KGZ,TJK,UZB,MDA,UKR";
@@ -117,7 +118,7 @@ impl IngestUploader {
     }
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> UploadError {
+fn invalid(code: Code, message: impl Into<String>) -> UploadError {
     UploadError::Invalid {
         code,
         message: message.into(),
@@ -131,18 +132,18 @@ impl Uploader for IngestUploader {
         let profile_name = p.profile.as_deref().unwrap_or("canonical");
         if !["canonical", "htcds", "ctdc"].contains(&profile_name) {
             return Err(invalid(
-                "invalid_profile",
+                Code::InvalidProfile,
                 "profile is canonical, htcds or ctdc over HTTP; custom profiles are for the command line",
             ));
         }
-        let profile =
-            Profile::load(profile_name).map_err(|e| invalid("invalid_profile", e.to_string()))?;
+        let profile = Profile::load(profile_name)
+            .map_err(|e| invalid(Code::InvalidProfile, e.to_string()))?;
         let delimiter = match p.delimiter.as_deref() {
             None => None,
             Some(d) if d.chars().count() == 1 => d.chars().next(),
             Some(_) => {
                 return Err(invalid(
-                    "invalid_parameters",
+                    Code::InvalidParameters,
                     "the delimiter is one character",
                 ));
             }
@@ -154,7 +155,7 @@ impl Uploader for IngestUploader {
             delimiter,
             p.sheet.clone(),
         )
-        .map_err(|e| invalid("invalid_parameters", e.to_string()))?;
+        .map_err(|e| invalid(Code::InvalidParameters, e.to_string()))?;
         let ingest_request = IngestRequest {
             path: path.to_path_buf(),
             organisation: request.organisation.clone(),
@@ -177,7 +178,7 @@ impl Uploader for IngestUploader {
                 Ok(UploadOutcome { status, report })
             }
             Err(ctstats_ingest::Error::InvalidArgument { what, message }) => Err(invalid(
-                "invalid_parameters",
+                Code::InvalidParameters,
                 format!("invalid {what}: {message}"),
             )),
             Err(e) => Err(UploadError::Internal(e.to_string())),
@@ -255,7 +256,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             state.config().dataset,
             if args.no_upload { "off" } else { "on" },
         );
-        ctstats_query::server::serve(listener, state, shutdown_signal())
+        ctstats_server::serve(listener, state, shutdown_signal())
             .await
             .context("serving")
     })
@@ -343,7 +344,7 @@ pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
             let role = Role::from_name(role).with_context(|| {
                 format!("unknown role {role:?}: ngo, analyst, researcher or admin")
             })?;
-            ctstats_query::server::check_principal(name, role, org.as_deref())
+            ctstats_query::service::admin::check_principal(name, role, org.as_deref())
                 .map_err(anyhow::Error::msg)?;
             let (p, token) = ledger.open()?.add_principal(name, role, org.as_deref())?;
             println!("id:    {}", p.id);

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dp::{self, Cost, DpError, Mechanism, Sensitivity};
+use crate::dp::{self, Cost, DpError, Mechanism, Released, Sensitivity};
 use crate::ledger;
 use crate::plan::{Aggregates, contributions};
 use crate::spec::{self, KeysMode, Measure, Privacy, ValidatedSpec};
@@ -213,7 +213,9 @@ pub struct Answer {
     pub level: f64,
     /// The key columns of the cells (for a quantile, the last is `quantile`).
     pub dimensions: Vec<String>,
-    pub cells: Vec<Cell>,
+    /// Released values only: post-processed from the DP module's releases.
+    #[schema(value_type = Vec<Cell>)]
+    pub cells: Released<Vec<Cell>>,
     /// The noisy parts, their noise scales and costs.
     pub parts: Vec<Part>,
     /// What this answer cost when it was released.
@@ -263,7 +265,7 @@ pub fn release(
     };
 
     // Which cells are released, and each part's noisy value for them.
-    let (cells, noisy): (Vec<Vec<String>>, Vec<Vec<i64>>) = match plan
+    let (cells, noisy): (Vec<Vec<String>>, Vec<Released<Vec<i64>>>) = match plan
         .parts
         .iter()
         .position(|p| p.threshold.is_some())
@@ -278,7 +280,7 @@ pub fn release(
                     part.budget,
                 )?;
                 checked(part, r.cost())?;
-                noisy.push(r.values().to_vec());
+                noisy.push(r.released());
             }
             (aggregates.cells.clone(), noisy)
         }
@@ -313,14 +315,15 @@ pub fn release(
             for (i, (part, component)) in plan.parts.iter().zip(&aggregates.components).enumerate()
             {
                 if i == sel {
-                    noisy.push(selected.iter().map(|(_, v)| *v).collect());
+                    let values = selected.iter().map(|(_, v)| *v).collect();
+                    noisy.push(r.released().map(|_| values));
                     continue;
                 }
                 let values: Vec<i64> = selected.iter().map(|(c, _)| component.values[*c]).collect();
                 let r =
                     dp::release_counts(&values, &part.sensitivity, part.mechanism, part.budget)?;
                 checked(part, r.cost())?;
-                noisy.push(r.values().to_vec());
+                noisy.push(r.released());
             }
             let cells = selected
                 .iter()
@@ -332,22 +335,12 @@ pub fn release(
 
     let mut notes = Vec::new();
     let mut dimensions = aggregates.dimensions.clone();
-    let out_cells = match spec.measure() {
-        Measure::Persons | Measure::Cases | Measure::Histogram => {
-            single(&cells, &noisy[0], plan.parts[0].half_width_95, Some(0.0))
-        }
-        Measure::Sum => {
-            let floor = spec.bounds().filter(|b| b.lower >= 0).map(|_| 0.0);
-            single(&cells, &noisy[0], plan.parts[0].half_width_95, floor)
-        }
-        Measure::Mean => {
-            notes.push(
-                "mean = noisy sum / noisy count; its interval holds both parts at 97.5% \
-                 (union bound) and stays within the declared bounds"
-                    .into(),
-            );
-            mean_cells(spec, &cells, &noisy, &plan.parts)?
-        }
+    match spec.measure() {
+        Measure::Mean => notes.push(
+            "mean = noisy sum / noisy count; its interval holds both parts at 97.5% \
+             (union bound) and stays within the declared bounds"
+                .into(),
+        ),
         Measure::Quantile => {
             dimensions.pop();
             dimensions.push("quantile".into());
@@ -356,9 +349,29 @@ pub fn release(
                  holding the quantile with every bin count held at 1 - 0.05 / bins"
                     .into(),
             );
-            quantile_cells(spec, aggregates, &noisy[0], &plan.parts[0])?
         }
-    };
+        _ => {}
+    }
+    // Post-processing of the noisy parts only: the cells are released values.
+    let out_cells = Released::collect(noisy).try_map(|noisy| match spec.measure() {
+        Measure::Persons | Measure::Cases | Measure::Histogram => Ok(single(
+            &cells,
+            &noisy[0],
+            plan.parts[0].half_width_95,
+            Some(0.0),
+        )),
+        Measure::Sum => {
+            let floor = spec.bounds().filter(|b| b.lower >= 0).map(|_| 0.0);
+            Ok(single(
+                &cells,
+                &noisy[0],
+                plan.parts[0].half_width_95,
+                floor,
+            ))
+        }
+        Measure::Mean => mean_cells(spec, &cells, &noisy, &plan.parts),
+        Measure::Quantile => quantile_cells(spec, aggregates, &noisy[0], &plan.parts[0]),
+    })?;
     if matches!(
         spec.measure(),
         Measure::Persons | Measure::Cases | Measure::Histogram
@@ -702,8 +715,8 @@ mod tests {
             vec![vec![40, 0, 3]],
         );
         let a = release(&s, &agg, &plan).unwrap();
-        assert_eq!(a.cells.len(), 3);
-        for c in &a.cells {
+        assert_eq!(a.cells.get().len(), 3);
+        for c in a.cells.get() {
             assert!(c.lower >= 0.0 && c.lower.min(c.estimate) <= c.upper && c.estimate <= c.upper);
             assert_eq!(c.lower, (c.estimate - plan.parts[0].half_width_95).max(0.0));
             assert_eq!(c.upper, (c.estimate + plan.parts[0].half_width_95).max(0.0));
@@ -742,7 +755,7 @@ mod tests {
         // 60 records with a mean of 7.5.
         let agg = aggregates(&s, vec![vec![]], vec![vec![450], vec![60]]);
         let rate = coverage(400, || {
-            let c = &release(&s, &agg, &plan).unwrap().cells[0];
+            let c = &release(&s, &agg, &plan).unwrap().cells.get()[0].clone();
             assert_eq!(c.parts.len(), 2);
             c.lower <= 7.5 && 7.5 <= c.upper
         });
@@ -764,7 +777,7 @@ mod tests {
         let rate = coverage(200, || {
             let a = release(&s, &agg, &plan).unwrap();
             assert_eq!(a.dimensions, ["quantile"]);
-            let c = &a.cells[0];
+            let c = &a.cells.get()[0];
             assert!(c.lower <= c.estimate && c.estimate <= c.upper, "{c:?}");
             c.lower <= 3.0 && 3.0 <= c.upper
         });
@@ -791,8 +804,8 @@ mod tests {
         let a = release(&s, &agg, &plan).unwrap();
         // 1000 is far above any threshold at epsilon 1 and delta 1e-6; 1 and 0 are far below.
         assert!(threshold > 5, "threshold {threshold}");
-        assert_eq!(a.cells.len(), 1);
-        assert_eq!(a.cells[0].key, ["KGZ"]);
+        assert_eq!(a.cells.get().len(), 1);
+        assert_eq!(a.cells.get()[0].key, ["KGZ"]);
         assert!(a.notes.iter().any(|n| n.contains("threshold")));
     }
 

@@ -291,6 +291,28 @@ pub const COMPLETENESS_FIELDS: &[&str] = &[
 ];
 
 /// Every indicator, in the order headquarters reads them.
+/// The count of persons assisted whose case records `flag` as yes (at most persons assisted).
+fn flagged_persons(
+    (id, title): (&'static str, &'static str),
+    numerator: &'static str,
+    definition: &'static str,
+    flag: &'static str,
+) -> Indicator {
+    Indicator {
+        id,
+        title,
+        unit: Unit::Persons,
+        kind: Kind::Count,
+        numerator,
+        denominator: None,
+        definition,
+        formula: Formula::Count {
+            source: Source::persons().filter(flag, &["yes"]),
+            within: Some(Source::persons()),
+        },
+    }
+}
+
 pub fn catalogue() -> Vec<Indicator> {
     use Formula::*;
     let persons = Source::persons;
@@ -437,19 +459,12 @@ pub fn catalogue() -> Vec<Indicator> {
                 denominator: &["yes", "no"],
             },
         },
-        Indicator {
-            id: "assisted_returns",
-            title: "Assisted returns",
-            unit: Unit::Persons,
-            kind: Kind::Count,
-            numerator: "persons with an assisted return",
-            denominator: None,
-            definition: "Persons assisted whose case records an assisted return (to the country of origin, a third country or within the country).",
-            formula: Count {
-                source: persons().filter("assisted_return", &["yes"]),
-                within: Some(persons()),
-            },
-        },
+        flagged_persons(
+            ("assisted_returns", "Assisted returns"),
+            "persons with an assisted return",
+            "Persons assisted whose case records an assisted return (to the country of origin, a third country or within the country).",
+            "assisted_return",
+        ),
         Indicator {
             id: "assistance_coverage",
             title: "Assistance coverage",
@@ -483,19 +498,12 @@ pub fn catalogue() -> Vec<Indicator> {
                 denominator: &["ongoing", "completed", "dropped_out"],
             },
         },
-        Indicator {
-            id: "trial_participation",
-            title: "Victims who took part in trials",
-            unit: Unit::Persons,
-            kind: Kind::Count,
-            numerator: "persons who took part in a trial",
-            denominator: None,
-            definition: "Persons assisted whose case records participation in a trial.",
-            formula: Count {
-                source: persons().filter("participated_in_trial", &["yes"]),
-                within: Some(persons()),
-            },
-        },
+        flagged_persons(
+            ("trial_participation", "Victims who took part in trials"),
+            "persons who took part in a trial",
+            "Persons assisted whose case records participation in a trial.",
+            "participated_in_trial",
+        ),
         Indicator {
             id: "convictions_per_assisted_victim",
             title: "Convictions per assisted victim",

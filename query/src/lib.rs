@@ -4,24 +4,28 @@
 //!   form and hash (the same query asked again is recognised);
 //! - `plan`: all row work in DataFusion (period, filters, per-person truncation, clamping,
 //!   grouping over the full public domain) and each component's contribution bounds;
-//! - `dp`: the only module that names `opendp`; noise, intervals and costs. Its `Release` can be
-//!   built nowhere else, so every number leaving the service went through it;
+//! - `dp` (the `ctstats-dp` crate, re-exported): the only crate that depends on `opendp`;
+//!   noise, intervals and costs. Its `Release` can be built nowhere else;
 //! - `ledger`: principals, budgets (charged write-ahead in one SQLite transaction) and the audit
 //!   log.
 //!
 //! - `answer`: prices a query's noisy parts before it runs (so the ledger is charged first),
 //!   then turns the DP releases into cells with 95% intervals;
-//! - `server`: the axum service (queries, previews, budgets, uploads, principals, audit,
-//!   OpenAPI).
+//! - `service`: the engine API ([`service::Service`]): price -> charge -> compute -> store ->
+//!   hand back, for queries, previews, releases, uploads and administration; the HTTP crate,
+//!   the command line and the demo all call it;
+//! - `error`: the engine's errors with their stable codes.
 //!
 //! Reads the dataset only through its manifest (`ctstats_schemas::manifest`) and never loads the
 //! pseudonymisation key: it does not depend on `ingest`; uploads go through an `Uploader` the
 //! binary provides.
 
 pub mod answer;
+pub mod error;
 #[cfg(test)]
-mod audit;
-pub mod dp;
+mod privacy_audit;
+/// The DP boundary, its own crate: the only one that depends on `opendp`.
+pub use ctstats_dp as dp;
 #[cfg(test)]
 mod fuzz;
 pub mod indicators;
@@ -29,7 +33,7 @@ pub mod ledger;
 pub mod plan;
 pub mod reference;
 pub mod release;
-pub mod server;
+pub mod service;
 pub mod spec;
 #[cfg(test)]
 mod testdata;

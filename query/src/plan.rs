@@ -57,6 +57,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+use crate::ledger::Paid;
 use crate::spec::{
     Bin, Dimension, KeysMode, Measure, SpecErrors, UNKNOWN, ValidatedSpec, ValueColumn,
 };
@@ -135,8 +136,10 @@ const TABLE: &str = "records";
 const ATTEMPTS: usize = 3;
 
 /// Compute the exact aggregates of `spec` over the dataset at `root`. `missions` is the mission
-/// domain (the service configuration).
+/// domain (the service configuration). `_paid` is the ledger's proof that the charge for these
+/// aggregates was committed: exact values exist only once their noise is paid for.
 pub async fn aggregate(
+    _paid: &Paid,
     root: &Path,
     missions: &[String],
     spec: &ValidatedSpec,
@@ -639,7 +642,13 @@ mod tests {
     use crate::testdata::*;
 
     fn run(root: &Path, json: &str) -> Aggregates {
-        block_on(aggregate(root, &missions(), &spec(json))).unwrap_or_else(|e| panic!("{e}"))
+        block_on(aggregate(
+            &Paid::for_tests(),
+            root,
+            &missions(),
+            &spec(json),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Cell key (joined with `|`) → value of the first component, for non-zero cells.
@@ -908,7 +917,13 @@ mod tests {
             serde_json::to_vec(&manifest).unwrap(),
         )
         .unwrap();
-        let err = block_on(aggregate(dir.path(), &missions(), &spec(&q))).unwrap_err();
+        let err = block_on(aggregate(
+            &Paid::for_tests(),
+            dir.path(),
+            &missions(),
+            &spec(&q),
+        ))
+        .unwrap_err();
         assert!(matches!(err, PlanError::UnsafePath { .. }), "{err}");
         assert!(!err.is_caller_error());
     }
@@ -992,7 +1007,13 @@ mod tests {
     fn mission_domain_is_checked_against_the_missions_given() {
         let dir = tempfile::tempdir().unwrap();
         let s = spec(&query(r#""measure":"cases","filters":{"mission":["UKR"]}"#));
-        let err = block_on(aggregate(dir.path(), &["KGZ".to_string()], &s)).unwrap_err();
+        let err = block_on(aggregate(
+            &Paid::for_tests(),
+            dir.path(),
+            &["KGZ".to_string()],
+            &s,
+        ))
+        .unwrap_err();
         assert!(err.is_caller_error(), "{err}");
         assert!(err.to_string().contains("filters.mission"), "{err}");
     }
@@ -1108,7 +1129,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             write_dataset(dir.path(), recs);
             runtime
-                .block_on(aggregate(dir.path(), &missions(), &s))
+                .block_on(aggregate(&Paid::for_tests(), dir.path(), &missions(), &s))
                 .unwrap_or_else(|e| panic!("{e}"))
         };
         let full = answer(recs);

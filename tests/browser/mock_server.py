@@ -3,7 +3,7 @@
 self-testing tests/browser/dashboard_test.py without building the Rust server. Stdlib only.
 
 Serves:
-  GET /dashboard           query/assets/dashboard.html (read on every request, so edits show at once)
+  GET /dashboard           server/assets/dashboard.html (read on every request, so edits show at once)
   GET /v1/releases         {"releases": [summary]} derived from the fixture release
   GET /v1/releases/{id}    the fixture release (tests/browser/fixture_release.json)
 The /v1 endpoints need `Authorization: Bearer <token>` (default test-token) and answer 401 in
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--port", type=int, default=0, help="0: a free port")
     ap.add_argument("--token", default="test-token")
     ap.add_argument("--fixture", type=pathlib.Path, default=HERE / "fixture_release.json")
-    ap.add_argument("--html", type=pathlib.Path, default=REPO / "query" / "assets" / "dashboard.html")
+    ap.add_argument("--html", type=pathlib.Path, default=REPO / "server" / "assets" / "dashboard.html")
     ap.add_argument("--quiet", action="store_true", help="no request log")
     args = ap.parse_args()
     server = ThreadingHTTPServer((args.host, args.port),

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use axum::http::{Method, StatusCode};
 use ctstats_ingest::{Dataset, Status};
-use ctstats_query::release::{PeriodKind, References, ReleaseRequest, compute_counts};
-use ctstats_query::server::build_release;
+use ctstats_query::ledger::{Ledger, Principal, Role};
+use ctstats_query::release::{PeriodKind, ReleaseBody, ReleaseRequest};
+use ctstats_query::service::{Service, ServiceConfig};
 use ctstats_synth::{Config, FileFormat, generate};
 use serde_json::{Value, json};
 
@@ -329,6 +330,32 @@ async fn a_release_is_consistent_charged_once_and_free_to_read() {
     assert!(String::from_utf8(page).unwrap().contains("v1/releases"));
 }
 
+/// The engine over `data` with an analyst whose budget covers every release of these tests.
+fn engine(
+    dir: &tempfile::TempDir,
+    data: &std::path::Path,
+    missions: &[String],
+) -> (Service, Principal) {
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let (analyst, _) = ledger.add_principal("hq", Role::Analyst, None).unwrap();
+    ledger.set_budget(&analyst.id, "ds", 1000.0, 1e-3).unwrap();
+    let config = ServiceConfig {
+        data: data.to_path_buf(),
+        dataset: "ds".into(),
+        missions: missions.to_vec(),
+        max_upload_bytes: 0,
+        max_concurrent_queries: 1,
+    };
+    (Service::new(config, ledger, None), analyst)
+}
+
+/// A release computed now through the engine: charged, computed, post-processed, stored.
+async fn released(engine: &Service, analyst: &Principal, request: ReleaseRequest) -> ReleaseBody {
+    let (release, fresh) = engine.create_release(analyst, request).await.unwrap();
+    assert!(fresh, "each request of these tests is new");
+    release
+}
+
 /// On generated data with known truth, the share of published 95% intervals (after
 /// post-processing) that hold the true value, over persons, cases and persons by gender per
 /// mission and year, in five independent releases.
@@ -356,7 +383,7 @@ async fn release_intervals_cover_the_ground_truth() {
         );
         assert_eq!(report.status, Status::Committed);
     }
-    let missions = config.missions.clone();
+    let (engine, analyst) = engine(&dir, &data, &config.missions);
     let truth = &generated.truth.mission_years;
     let mut covered: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for run in 0..5 {
@@ -375,17 +402,8 @@ async fn release_intervals_cover_the_ground_truth() {
             delta: None,
             contribution_bound: None,
         };
-        let plan = request.plan(&missions).unwrap();
-        let (counts, generation) = compute_counts(&data, &missions, &plan).await.unwrap();
-        let release = build_release(
-            &plan,
-            &counts,
-            &References::default(),
-            "test",
-            "ds",
-            generation,
-        );
-        for indicator in &release.indicators {
+        let release = released(&engine, &analyst, request).await;
+        for indicator in release.indicators() {
             for c in &indicator.cells {
                 let Some(year) = truth.get(&format!("{}/{}", c.mission, c.period)) else {
                     panic!("no truth for {} {}", c.mission, c.period)
@@ -418,17 +436,8 @@ async fn release_intervals_cover_the_ground_truth() {
         delta: Some(1e-6),
         contribution_bound: None,
     };
-    let plan = request.plan(&missions).unwrap();
-    let (counts, generation) = compute_counts(&data, &missions, &plan).await.unwrap();
-    let release = build_release(
-        &plan,
-        &counts,
-        &References::default(),
-        "t",
-        "ds",
-        generation,
-    );
-    let flows = &release.indicators[0].cells;
+    let release = released(&engine, &analyst, request).await;
+    let flows = &release.indicators()[0].cells;
     eprintln!(
         "flows released: {} (mission, year, flow) cells",
         flows.len()

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::answer::{self, CostPlan};
 use crate::dp::{Mechanism, pmf};
+use crate::ledger::Paid;
 use crate::plan::{Aggregates, aggregate};
 use crate::spec::ValidatedSpec;
 use crate::testdata::*;
@@ -86,7 +87,8 @@ fn neighbour(recs: &[Rec]) -> Vec<Rec> {
 fn exact(recs: &[Rec], spec: &ValidatedSpec) -> Aggregates {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), recs);
-    block_on(aggregate(dir.path(), &missions(), spec)).unwrap_or_else(|e| panic!("{e}"))
+    block_on(aggregate(&Paid::for_tests(), dir.path(), &missions(), spec))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One released answer: cell key → estimate, for the cells released.
@@ -120,6 +122,7 @@ impl Pipeline {
                 answer::release(&self.spec, aggregates, &self.plan)
                     .unwrap_or_else(|e| panic!("{e}"))
                     .cells
+                    .into_inner()
                     .into_iter()
                     .map(|c| (c.key.join("|"), c.estimate))
                     .collect()

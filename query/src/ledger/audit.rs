@@ -1,0 +1,61 @@
+//! The audit log: append-only (SQLite triggers refuse updates and deletes).
+
+use rusqlite::params;
+
+use super::*;
+
+impl Ledger {
+    /// Append to the audit log. `detail` must hold no record value (queries, ids, reasons).
+    pub fn audit(
+        &self,
+        principal_id: Option<&str>,
+        action: &str,
+        detail: &str,
+        cost: Option<Cost>,
+        outcome: &str,
+    ) -> Result<()> {
+        let cost = cost.unwrap_or(Cost {
+            epsilon: 0.0,
+            delta: 0.0,
+        });
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (principal_id, action, detail, epsilon, delta, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![principal_id, action, detail, units_up(cost.epsilon), units_up(cost.delta), outcome],
+        )?;
+        Ok(())
+    }
+
+    /// The audit log, oldest first.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT principal_id, action, detail, outcome FROM audit ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The audit log with times and costs, oldest first, at most `limit` lines from `after_id`.
+    pub fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<(i64, AuditRecord)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, at, principal_id, action, detail, epsilon, delta, outcome FROM audit \
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_id, limit], |r| {
+            Ok((
+                r.get(0)?,
+                AuditRecord {
+                    at: r.get(1)?,
+                    principal_id: r.get(2)?,
+                    action: r.get(3)?,
+                    detail: r.get(4)?,
+                    epsilon: amount(r.get(5)?),
+                    delta: amount(r.get(6)?),
+                    outcome: r.get(7)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}

@@ -1,0 +1,108 @@
+//! Computing a paid release: each count's query through the planner and the DP module, as
+//! noisy counts keyed by mission, period and key.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::answer::{self, Cell};
+use crate::dp::Released;
+use crate::indicators::Source;
+use crate::ledger::Paid;
+use crate::plan;
+
+use super::ReleasePlan;
+
+/// A raw noisy count and the scale of its Laplace noise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noisy {
+    pub value: f64,
+    pub scale: f64,
+}
+
+impl Noisy {
+    /// Half-width of the interval holding the noise with probability at least `1 − alpha`.
+    /// The noise is OpenDP's discrete Laplace on integers, P(X = x) ∝ exp(−|x| / b), so
+    /// P(|X| > h) = 2·exp(−(h + 1) / b) / (1 + exp(−1 / b)); h is the least integer with that
+    /// at most `alpha`. (The continuous b·ln(1/alpha) is too short on the integer lattice: at
+    /// b = 3 it covers 94.2%, which the coverage test showed.)
+    pub(crate) fn half_width(self, alpha: f64) -> f64 {
+        if self.scale <= 0.0 {
+            return 0.0;
+        }
+        let b = self.scale;
+        let h = (b * (2.0 / (alpha * (1.0 + (-1.0 / b).exp()))).ln()).ceil() - 1.0;
+        h.max(0.0)
+    }
+    pub(crate) fn variance(self) -> f64 {
+        2.0 * self.scale * self.scale
+    }
+    /// `[lower, upper]` at level `1 − alpha`, clipped at 0.
+    pub(crate) fn interval(self, alpha: f64) -> (f64, f64) {
+        let h = self.half_width(alpha);
+        ((self.value - h).max(0.0), (self.value + h).max(0.0))
+    }
+}
+
+/// Several noisy counts added up: the interval takes each at `1 − alpha / m` (union bound).
+pub(super) fn sum_interval(parts: &[Noisy], alpha: f64) -> (f64, f64) {
+    let m = parts.len().max(1) as f64;
+    let value: f64 = parts.iter().map(|p| p.value).sum();
+    let h: f64 = parts.iter().map(|p| p.half_width(alpha / m)).sum();
+    ((value - h).max(0.0), (value + h).max(0.0))
+}
+
+/// Noisy counts of one source, by (mission, period, key); the key is `""` without breakdown.
+pub type Counts = HashMap<(String, String, String), Noisy>;
+
+/// Run every query of `plan` (DataFusion, then OpenDP on a blocking thread) and return the
+/// noisy counts per source and the dataset generation. The caller has charged the plan's cost.
+pub async fn compute_counts(
+    paid: &Paid,
+    data: &Path,
+    service_missions: &[String],
+    plan: &ReleasePlan,
+) -> Result<(Released<Vec<Counts>>, u64), String> {
+    let mut all = Vec::with_capacity(plan.queries.len());
+    let mut generation = 0;
+    for (source, spec, cost) in &plan.queries {
+        let aggregates = plan::aggregate(paid, data, service_missions, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        generation = generation.max(aggregates.generation);
+        let (spec, cost) = (spec.clone(), cost.clone());
+        let answer =
+            tokio::task::spawn_blocking(move || answer::release(&spec, &aggregates, &cost))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let scale = answer.parts.first().map_or(0.0, |p| p.scale);
+        all.push(answer.cells.map(|cells| counts_of(source, scale, &cells)));
+    }
+    Ok((Released::collect(all), generation))
+}
+
+/// The noisy counts of an answer keyed by (mission, period, breakdown key or bin).
+fn counts_of(source: &Source, scale: f64, cells: &[Cell]) -> Counts {
+    let keyed = source.breakdown.is_some();
+    cells
+        .iter()
+        .map(|cell| {
+            let key = match (keyed, source.destination) {
+                (false, _) => String::new(),
+                (true, None) => cell.key.get(2).cloned().unwrap_or_default(),
+                (true, Some(_)) => format!(
+                    "{}>{}",
+                    cell.key.get(2).map_or("", String::as_str),
+                    cell.key.get(3).map_or("", String::as_str)
+                ),
+            };
+            (
+                (cell.key[0].clone(), cell.key[1].clone(), key),
+                Noisy {
+                    value: cell.estimate,
+                    scale,
+                },
+            )
+        })
+        .collect()
+}

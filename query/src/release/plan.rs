@@ -1,0 +1,304 @@
+//! A release request checked against the catalogue and the service's missions: its periods,
+//! its distinct counts, each a validated query priced in advance (nothing is read or charged).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::answer::CostPlan;
+use crate::indicators::{self, Indicator, Source};
+use crate::ledger::{self, Cost};
+use crate::spec::{
+    Bins, Bounds, Budget, KeysMode, Mechanism, PeriodSpec, QuerySpec, SpecError, SpecErrors,
+    ValidatedSpec,
+};
+
+/// Default records per person: synthetic and observed persons rarely have more than three
+/// cases, so counts are not truncated, at three times the noise of a bound of one.
+pub const DEFAULT_CONTRIBUTION_BOUND: u32 = 3;
+
+/// Longest release, in years.
+pub const MAX_YEARS: i32 = 30;
+
+/// Calendar years or quarters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodKind {
+    #[default]
+    Year,
+    Quarter,
+}
+
+/// What an analyst asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// A name for people, e.g. `HQ annual 2008`.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Indicator ids (`GET /v1/indicators`); empty or absent: every indicator the period allows.
+    #[serde(default)]
+    pub indicators: Vec<String>,
+    /// Missions (ISO alpha-3); absent: every mission the service serves.
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub missions: Option<Vec<String>>,
+    /// First calendar year of registration.
+    #[schema(minimum = 1900, maximum = 2100)]
+    pub from: i32,
+    /// Last calendar year, inclusive.
+    #[schema(minimum = 1900, maximum = 2100)]
+    pub to: i32,
+    #[serde(default)]
+    pub period: PeriodKind,
+    /// The whole release's epsilon, split as the module docs say.
+    #[schema(exclusive_minimum = 0.0, maximum = 1000000.0)]
+    pub epsilon: f64,
+    /// A delta, needed only by indicators that release thresholded keys (the flows); it goes
+    /// to them whole (split equally if several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 0.01)]
+    pub delta: Option<f64>,
+    /// Records kept per person (1-20); default 3.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
+    pub contribution_bound: Option<u32>,
+}
+
+/// A release request checked against the catalogue and the service's missions, with its plan.
+#[derive(Debug, Clone)]
+pub struct ReleasePlan {
+    pub request: ReleaseRequest,
+    pub indicators: Vec<Indicator>,
+    pub missions: Vec<String>,
+    pub periods: Vec<String>,
+    /// The distinct counts, each with its validated query and priced plan.
+    pub queries: Vec<(Source, ValidatedSpec, CostPlan)>,
+    /// What the ledger is charged: the queries' costs added in ledger units.
+    pub cost: Cost,
+    /// A hash of the canonical request: the same request by the same caller is served again.
+    pub hash: String,
+}
+
+fn error(field: &str, message: impl Into<String>) -> SpecErrors {
+    SpecErrors(vec![SpecError {
+        field: field.into(),
+        message: message.into(),
+    }])
+}
+
+impl ReleaseRequest {
+    /// Check the request and price every count; nothing is computed or charged.
+    pub fn plan(&self, service_missions: &[String]) -> Result<ReleasePlan, SpecErrors> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(error(
+                "name",
+                "a name of 1 to 200 characters, without control characters",
+            ));
+        }
+        if !(1900..=2100).contains(&self.from) || !(self.from..=2100).contains(&self.to) {
+            return Err(error("to", "years from 1900 to 2100, `from` <= `to`"));
+        }
+        if self.to - self.from >= MAX_YEARS {
+            return Err(error("to", format!("at most {MAX_YEARS} years")));
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0 && self.epsilon <= ledger::MAX_EPSILON)
+        {
+            return Err(error(
+                "epsilon",
+                format!("a number above 0 and at most {}", ledger::MAX_EPSILON),
+            ));
+        }
+        if let Some(d) = self.delta
+            && !(d.is_finite() && d > 0.0 && d <= ledger::MAX_DELTA)
+        {
+            return Err(error(
+                "delta",
+                format!("a number above 0 and at most {}", ledger::MAX_DELTA),
+            ));
+        }
+        let k = self
+            .contribution_bound
+            .unwrap_or(DEFAULT_CONTRIBUTION_BOUND);
+        let missions = match &self.missions {
+            None => {
+                let mut m = service_missions.to_vec();
+                m.sort();
+                m.dedup();
+                m
+            }
+            Some(asked) => {
+                let mut m = asked.clone();
+                m.sort();
+                m.dedup();
+                if m.is_empty() {
+                    return Err(error("missions", "at least one mission"));
+                }
+                if let Some(bad) = m.iter().find(|m| !service_missions.contains(m)) {
+                    return Err(error(
+                        "missions",
+                        format!("{bad:?} is not served; the missions are {service_missions:?}"),
+                    ));
+                }
+                m
+            }
+        };
+        let yearly = self.period == PeriodKind::Year;
+        let indicators: Vec<Indicator> = if self.indicators.is_empty() {
+            indicators::catalogue()
+                .into_iter()
+                .filter(|i| yearly || !i.formula.uses_reference())
+                .filter(|i| self.delta.is_some() || !i.formula.needs_delta())
+                .collect()
+        } else {
+            let mut seen = BTreeSet::new();
+            let mut found = Vec::new();
+            for id in &self.indicators {
+                let indicator = indicators::find(id).ok_or_else(|| {
+                    error(
+                        "indicators",
+                        format!("no indicator {id:?}; GET /v1/indicators lists them"),
+                    )
+                })?;
+                if !yearly && indicator.formula.uses_reference() {
+                    return Err(error(
+                        "indicators",
+                        format!("{id} uses a yearly reference table: ask for calendar years"),
+                    ));
+                }
+                if self.delta.is_none() && indicator.formula.needs_delta() {
+                    return Err(error(
+                        "delta",
+                        format!("{id} releases thresholded keys and needs a delta"),
+                    ));
+                }
+                if seen.insert(indicator.id) {
+                    found.push(indicator);
+                }
+            }
+            found
+        };
+        let sources: BTreeSet<Source> = indicators
+            .iter()
+            .flat_map(|i| i.formula.sources())
+            .collect();
+        let share = ledger::share(self.epsilon, sources.len());
+        let thresholded = sources.iter().filter(|s| s.thresholded()).count();
+        let delta_share = self.delta.map(|d| ledger::share(d, thresholded));
+        let mut queries = Vec::with_capacity(sources.len());
+        for source in sources {
+            let delta = delta_share.filter(|_| source.thresholded());
+            let spec = query_for(
+                &source,
+                &missions,
+                (self.from, self.to, self.period),
+                k,
+                Budget {
+                    epsilon: share,
+                    delta,
+                },
+            );
+            let validated = spec.validate(service_missions)?;
+            let plan = CostPlan::new(&validated).map_err(|e| error("epsilon", e.to_string()))?;
+            queries.push((source, validated, plan));
+        }
+        let units = |f: fn(&Cost) -> f64| -> i64 {
+            queries
+                .iter()
+                .map(|(_, _, p)| ledger::units_up(f(&p.total)))
+                .sum()
+        };
+        let cost = Cost {
+            epsilon: ledger::at_most(units(|c| c.epsilon)),
+            delta: ledger::at_most(units(|c| c.delta)),
+        };
+        let request = ReleaseRequest {
+            name: name.to_string(),
+            indicators: indicators.iter().map(|i| i.id.to_string()).collect(),
+            missions: Some(missions.clone()),
+            contribution_bound: Some(k),
+            ..self.clone()
+        };
+        let canonical = serde_json::to_string(&request).unwrap_or_default();
+        let hash = {
+            let mut h = blake3::Hasher::new_derive_key("ctstats release request v1");
+            h.update(canonical.as_bytes());
+            h.finalize().to_hex().to_string()
+        };
+        let periods = periods(self.from, self.to, self.period);
+        Ok(ReleasePlan {
+            request,
+            indicators,
+            missions,
+            periods,
+            queries,
+            cost,
+            hash,
+        })
+    }
+}
+
+fn periods(from: i32, to: i32, kind: PeriodKind) -> Vec<String> {
+    (from..=to)
+        .flat_map(|y| match kind {
+            PeriodKind::Year => vec![format!("{y:04}")],
+            PeriodKind::Quarter => (1..=4).map(|q| format!("{y:04}-Q{q}")).collect(),
+        })
+        .collect()
+}
+
+/// The query of one count: grouped by mission and period (and its breakdown).
+fn query_for(
+    source: &Source,
+    missions: &[String],
+    (from, to, period): (i32, i32, PeriodKind),
+    contribution_bound: u32,
+    budget: Budget,
+) -> QuerySpec {
+    let mut group_by = vec![
+        "mission".to_string(),
+        match period {
+            PeriodKind::Year => "registration_year",
+            PeriodKind::Quarter => "registration_quarter",
+        }
+        .to_string(),
+    ];
+    if let Some(b) = source.breakdown.filter(|b| *b != "bin") {
+        group_by.push(b.to_string());
+    }
+    group_by.extend(source.destination.map(str::to_string));
+    let mut filters: BTreeMap<String, Vec<String>> = source
+        .filters
+        .iter()
+        .map(|(d, keys)| (d.to_string(), keys.iter().map(|k| k.to_string()).collect()))
+        .collect();
+    filters.insert("mission".into(), missions.to_vec());
+    let histogram = source.column().is_some();
+    QuerySpec {
+        measure: source.measure(),
+        column: source.column().map(str::to_string),
+        bounds: histogram.then_some(Bounds {
+            lower: 0,
+            upper: 12,
+        }),
+        bins: histogram.then(|| Bins::Edges(vec![0, 1])),
+        quantiles: None,
+        group_by,
+        filters,
+        period: PeriodSpec {
+            from: format!("{from:04}-01"),
+            to: format!("{to:04}-12"),
+        },
+        contribution_bound: Some(contribution_bound),
+        list_items_bound: None,
+        mechanism: Mechanism::Laplace,
+        budget: Some(budget),
+        accuracy: None,
+        keys: if source.thresholded() {
+            KeysMode::Threshold
+        } else {
+            KeysMode::Public
+        },
+    }
+}

@@ -1,0 +1,246 @@
+//! The engine: one API that the HTTP crate, the command line and the demo all call.
+//!
+//! [`Service`] owns the whole sequence of every request that spends privacy: price (from the
+//! spec alone) -> charge (the ledger, write-ahead) -> compute (DataFusion, then OpenDP) -> store
+//! (with its charge) -> hand back. It returns engine outcomes and [`EngineError`]s with stable
+//! codes; it knows nothing of HTTP. Nothing outside it calls `plan::aggregate`, which takes the
+//! ledger's [`Paid`](crate::ledger::Paid) token, so an exact aggregate exists only once its noise
+//! has been paid for.
+//!
+//! - [`queries`]: ask, preview, budget, the public catalogue;
+//! - [`releases`]: indicator releases, the stored releases, reference tables;
+//! - [`uploads`]: batches handed to the binary's [`Uploader`], and an organisation's reports;
+//! - [`admin`]: principals, budgets, the audit log;
+//! - [`views`]: what the engine hands back, as it goes on the wire.
+
+pub mod admin;
+pub mod queries;
+pub mod releases;
+pub mod uploads;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::dp::Cost;
+use crate::error::{Code, EngineError, Result};
+use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Role};
+pub use uploads::{UploadError, UploadOutcome, UploadRequest, Uploader};
+use views::BudgetView;
+
+/// What the service serves.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The dataset directory (its manifest says which files are committed).
+    pub data: PathBuf,
+    /// The dataset's name in the ledger: budgets are per principal and dataset.
+    pub dataset: String,
+    /// The public mission domain, ISO alpha-3 codes.
+    pub missions: Vec<String>,
+    /// Uploads larger than this are refused (`payload_too_large`).
+    pub max_upload_bytes: u64,
+    /// How many queries aggregate at once; the others wait their turn in arrival order. Each
+    /// aggregation already uses every core, so more at once only makes all of them late.
+    pub max_concurrent_queries: usize,
+}
+
+impl ServiceConfig {
+    /// Half the cores, at least one: one aggregation at a time on a 2-core machine.
+    pub fn default_concurrent_queries() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+}
+
+/// Upload size limit when none is configured: 256 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;
+
+/// The roles that ask queries.
+pub const QUERY_ROLES: &[Role] = &[Role::Analyst, Role::Researcher];
+/// The roles that create releases.
+pub const RELEASE_ROLES: &[Role] = &[Role::Analyst];
+/// Every role: stored releases are free to read.
+pub const READ_ROLES: &[Role] = &[Role::Ngo, Role::Analyst, Role::Researcher, Role::Admin];
+
+struct Inner {
+    config: ServiceConfig,
+    ledger: Ledger,
+    uploader: Option<Arc<dyn Uploader>>,
+    /// Permits to aggregate (fair: waiters are served in order).
+    aggregations: tokio::sync::Semaphore,
+}
+
+/// The engine. Cheap to clone: every clone shares the ledger and the aggregation permits.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.inner.config)
+            .field("uploads", &self.inner.uploader.is_some())
+            .finish()
+    }
+}
+
+/// What asking the ledger to pay for a query or a release came to.
+pub(crate) enum Paying {
+    /// Charged now: compute, then store with the token.
+    Charged { paid: Paid, budget: Budget },
+    /// Asked before by this caller: the stored answer, nothing charged.
+    Reused { answer: String, budget: Budget },
+}
+
+impl Service {
+    /// The engine over a dataset and a ledger; without an uploader it takes no uploads.
+    pub fn new(config: ServiceConfig, ledger: Ledger, uploader: Option<Arc<dyn Uploader>>) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                aggregations: tokio::sync::Semaphore::new(config.max_concurrent_queries.max(1)),
+                config,
+                ledger,
+                uploader,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    /// Whether uploads are taken (an uploader, with the key, was given).
+    pub fn takes_uploads(&self) -> bool {
+        self.inner.uploader.is_some()
+    }
+
+    /// Run a ledger call on a blocking thread (SQLite waits on locks and fsyncs).
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner.ledger))
+            .await
+            .map_err(EngineError::internal)?
+            .map_err(EngineError::from)
+    }
+
+    /// Append to the audit log. `detail` holds no record value (queries, ids, reasons).
+    pub(crate) async fn audit(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        detail: String,
+        cost: Option<Cost>,
+        outcome: &'static str,
+    ) -> Result<()> {
+        let id = principal.id.clone();
+        self.db(move |l| l.audit(Some(&id), action, &detail, cost, outcome))
+            .await
+    }
+
+    /// The active principal holding `token`, or `invalid_token`.
+    pub async fn authenticate(&self, token: String) -> Result<Principal> {
+        self.db(move |l| l.authenticate(&token))
+            .await?
+            .ok_or_else(|| {
+                EngineError::new(Code::InvalidToken, "the bearer token is unknown or revoked")
+            })
+    }
+
+    /// The active principal with this id (the command line names principals by id).
+    pub async fn principal(&self, id: &str) -> Result<Principal> {
+        let target = id.to_string();
+        self.db(move |l| l.principal(&target))
+            .await?
+            .filter(|p| !p.revoked)
+            .ok_or_else(|| {
+                EngineError::new(
+                    Code::NoSuchPrincipal,
+                    format!("no active principal with id {id}"),
+                )
+            })
+    }
+
+    /// Wait for one of the aggregation permits (first come, first served).
+    pub(crate) async fn aggregation_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.inner
+            .aggregations
+            .acquire()
+            .await
+            .map_err(EngineError::internal)
+    }
+
+    /// Charge `cost` for `hash` to `principal` (write-ahead: before anything is computed), or
+    /// refuse with the audit entry and an error that says what is left. `action` is `query` or
+    /// `release`, for the audit log and the message.
+    pub(crate) async fn pay(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        hash: &str,
+        cost: Cost,
+        detail: &str,
+    ) -> Result<Paying> {
+        let dataset = self.config().dataset.clone();
+        let (pid, ds, h) = (principal.id.clone(), dataset.clone(), hash.to_string());
+        let charge = self.db(move |l| l.charge(&pid, &ds, &h, cost)).await?;
+        let detail = detail.to_string();
+        match charge {
+            Charge::NoBudget => {
+                self.audit(principal, action, detail, None, "no_budget")
+                    .await?;
+                Err(no_budget(&dataset))
+            }
+            Charge::Refused { budget } => {
+                self.audit(principal, action, detail, Some(cost), "refused")
+                    .await?;
+                let left = BudgetView::new(&dataset, &budget);
+                Err(EngineError::new(
+                    Code::BudgetExhausted,
+                    format!(
+                        "this {action} costs epsilon {} and delta {}; you have epsilon {} and delta {} left",
+                        cost.epsilon, cost.delta, left.epsilon_left, left.delta_left
+                    ),
+                )
+                .with_details(serde_json::json!({ "cost": cost, "budget": left })))
+            }
+            Charge::Reused { answer, budget } => {
+                self.audit(principal, action, detail, None, "reused")
+                    .await?;
+                Ok(Paying::Reused { answer, budget })
+            }
+            Charge::Charged { paid, budget } => Ok(Paying::Charged { paid, budget }),
+        }
+    }
+}
+
+/// Refuse a principal whose role is not among `roles` (a revoked one is refused whatever it is).
+pub fn require(principal: &Principal, roles: &[Role]) -> Result<()> {
+    if roles.contains(&principal.role) && !principal.revoked {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    let message = if principal.revoked {
+        format!("principal {} is revoked", principal.id)
+    } else {
+        format!(
+            "this endpoint is for the roles {}; you are {}",
+            allowed.join(", "),
+            principal.role.name()
+        )
+    };
+    Err(EngineError::new(Code::Forbidden, message))
+}
+
+fn no_budget(dataset: &str) -> EngineError {
+    EngineError::new(
+        Code::NoBudget,
+        format!("no budget is set for you on dataset {dataset}; ask an admin"),
+    )
+}

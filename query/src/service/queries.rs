@@ -1,0 +1,211 @@
+//! Queries: parse, price, ask (charge, compute, store), preview, the caller's budget and the
+//! public catalogue.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::views::{
+    AnswerBody, BudgetView, Catalogue, PreviewResponse, QueryResponse, StoredAnswer,
+};
+use super::{Paying, QUERY_ROLES, Service, no_budget, require};
+use crate::answer::{self, Answer, CostPlan};
+use crate::dp::Cost;
+use crate::error::{EngineError, Result};
+use crate::ledger::{self, Paid, Principal};
+use crate::plan;
+use crate::spec::{self, QuerySpec, ValidatedSpec};
+
+/// A released answer, as stored with its charge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    query_hash: String,
+    query: Value,
+    answer: Value,
+}
+
+impl Service {
+    /// Parse and validate a query body (UTF-8 JSON) against the served missions.
+    pub fn parse_query(&self, body: &[u8]) -> Result<ValidatedSpec> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| EngineError::invalid_json("the body is not UTF-8 JSON"))?;
+        let spec = QuerySpec::from_json(text).map_err(|e| {
+            EngineError::invalid_json(e.0.first().map_or(String::new(), |e| e.message.clone()))
+        })?;
+        spec.validate(&self.config().missions)
+            .map_err(|e| EngineError::invalid_query(&e))
+    }
+
+    /// Ask a DP query as `principal`: priced, charged (write-ahead), computed, stored, and handed
+    /// back; or the stored answer, free, when the caller asked the same before. Charging,
+    /// computing and storing run in their own task, so a caller that goes away (a client that
+    /// hangs up) does not abort them: what it paid for is stored and asking again returns it.
+    pub async fn ask(&self, principal: &Principal, spec: ValidatedSpec) -> Result<QueryResponse> {
+        require(principal, QUERY_ROLES)?;
+        let plan = price(&spec).await?;
+        let service = self.clone();
+        let principal = principal.clone();
+        tokio::spawn(async move { service.settle(principal, spec, plan).await })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    async fn settle(
+        &self,
+        principal: Principal,
+        spec: ValidatedSpec,
+        plan: CostPlan,
+    ) -> Result<QueryResponse> {
+        let hash = spec.hash();
+        let detail = format!("{} {}", hash, spec.canonical_json());
+        let dataset = self.config().dataset.clone();
+        let (paid, budget) = match self
+            .pay(&principal, "query", &hash, plan.total, &detail)
+            .await?
+        {
+            Paying::Reused { answer, budget } => {
+                let stored: Stored =
+                    serde_json::from_str(&answer).map_err(EngineError::internal)?;
+                let body = AnswerBody::Stored(StoredAnswer::from_ledger(stored.answer));
+                return Ok(respond(
+                    stored.query_hash,
+                    stored.query,
+                    body,
+                    Cost::ZERO,
+                    &dataset,
+                    &budget,
+                ));
+            }
+            Paying::Charged { paid, budget } => (paid, budget),
+        };
+
+        // Paid. From here a failure loses the budget just charged, never privacy.
+        let result = {
+            let _turn = self.aggregation_turn().await?;
+            self.compute(&paid, &spec, &plan).await
+        };
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.audit(&principal, "query", detail, Some(plan.total), "failed")
+                    .await?;
+                return Err(e);
+            }
+        };
+        let stored = Stored {
+            query_hash: hash,
+            query: serde_json::from_str(spec.canonical_json()).map_err(EngineError::internal)?,
+            answer: serde_json::to_value(&answer).map_err(EngineError::internal)?,
+        };
+        let text = serde_json::to_string(&stored).map_err(EngineError::internal)?;
+        self.db(move |l| l.store_answer(paid, &text)).await?;
+        self.audit(&principal, "query", detail, Some(plan.total), "answered")
+            .await?;
+        let body = AnswerBody::Fresh(answer);
+        Ok(respond(
+            stored.query_hash,
+            stored.query,
+            body,
+            plan.total,
+            &dataset,
+            &budget,
+        ))
+    }
+
+    /// Aggregate in DataFusion, then noise on a blocking thread.
+    async fn compute(&self, paid: &Paid, spec: &ValidatedSpec, plan: &CostPlan) -> Result<Answer> {
+        let config = self.config();
+        let aggregates = plan::aggregate(paid, &config.data, &config.missions, spec).await?;
+        let (spec, plan) = (spec.clone(), plan.clone());
+        tokio::task::spawn_blocking(move || answer::release(&spec, &aggregates, &plan))
+            .await
+            .map_err(EngineError::internal)?
+            .map_err(|e| match e {
+                answer::ReleaseError::Dp(e) => EngineError::from(e),
+                other => EngineError::internal(other),
+            })
+    }
+
+    /// What a query would cost and its interval widths, without charging anything.
+    pub async fn preview(
+        &self,
+        principal: &Principal,
+        spec: ValidatedSpec,
+    ) -> Result<PreviewResponse> {
+        require(principal, QUERY_ROLES)?;
+        let plan = price(&spec).await?;
+        let (pid, ds) = (principal.id.clone(), self.config().dataset.clone());
+        let budget = self.db(move |l| l.budget(&pid, &ds)).await?;
+        let detail = format!("{} {}", spec.hash(), spec.canonical_json());
+        self.audit(principal, "preview", detail, None, "previewed")
+            .await?;
+        let affordable = budget.is_some_and(|b| ledger::affords(&b, plan.total));
+        Ok(PreviewResponse {
+            query_hash: spec.hash(),
+            cells: (spec.keys() == spec::KeysMode::Public)
+                .then(|| spec.public_cells(&self.config().missions)),
+            parts: plan.parts,
+            cost: plan.total,
+            budget: budget.map(|b| BudgetView::new(&self.config().dataset, &b)),
+            affordable,
+        })
+    }
+
+    /// The caller's budget on the served dataset; `no_budget` when none is set.
+    pub async fn budget(&self, principal: &Principal) -> Result<BudgetView> {
+        require(principal, QUERY_ROLES)?;
+        let dataset = self.config().dataset.clone();
+        let (pid, ds) = (principal.id.clone(), dataset.clone());
+        match self.db(move |l| l.budget(&pid, &ds)).await? {
+            Some(b) => Ok(BudgetView::new(&dataset, &b)),
+            None => Err(no_budget(&dataset)),
+        }
+    }
+
+    /// Public metadata: measures, dimensions, value columns and missions.
+    pub fn dimensions(&self) -> Catalogue {
+        use spec::Measure::*;
+        Catalogue {
+            measures: [Persons, Cases, Sum, Mean, Quantile, Histogram]
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            dimensions: spec::dimensions()
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
+            value_columns: spec::value_columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            missions: self.config().missions.clone(),
+            max_public_cells: spec::MAX_PUBLIC_CELLS,
+        }
+    }
+}
+
+/// Price a spec on a blocking thread (OpenDP measurements are built to price it).
+async fn price(spec: &ValidatedSpec) -> Result<CostPlan> {
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || CostPlan::new(&spec))
+        .await
+        .map_err(EngineError::internal)?
+        .map_err(EngineError::from)
+}
+
+fn respond(
+    query_hash: String,
+    query: Value,
+    answer: AnswerBody,
+    charged: Cost,
+    dataset: &str,
+    budget: &ledger::Budget,
+) -> QueryResponse {
+    QueryResponse {
+        query_hash,
+        query,
+        reused: matches!(answer, AnswerBody::Stored(_)),
+        answer,
+        charged,
+        budget: BudgetView::new(dataset, budget),
+    }
+}

@@ -1,0 +1,220 @@
+//! Releases and reference tables.
+//!
+//! - [`Service::create_release`] (analyst) prices a release, charges it once to the caller's
+//!   budget (write-ahead, as a query), computes and post-processes it, and stores it; the same
+//!   request by the same caller is served again at no cost.
+//! - [`Service::releases`] and [`Service::release`] serve stored releases to every role, free.
+//! - [`Service::put_reference`] (admin) replaces a reference table; reading one is public.
+
+use serde_json::Value;
+
+use super::views::{ReferenceLoaded, ReferenceView};
+use super::{Paying, READ_ROLES, RELEASE_ROLES, Service, require};
+use crate::error::{Code, EngineError, Result};
+use crate::ledger::{Principal, Role};
+use crate::reference::{self, RowProblem};
+use crate::release::{
+    self, ReleaseBody, ReleasePlan, ReleaseRequest, ReleaseSummary, StoredRelease,
+};
+
+impl Service {
+    /// Create a release as `principal` (an analyst): checked, charged once, computed, stored.
+    /// Returns the release and whether it was computed now (else it was stored before and is
+    /// served free). Like a query, the charge-compute-store sequence runs in its own task and
+    /// survives a caller that goes away.
+    pub async fn create_release(
+        &self,
+        principal: &Principal,
+        request: ReleaseRequest,
+    ) -> Result<(ReleaseBody, bool)> {
+        require(principal, RELEASE_ROLES)?;
+        let missions = self.config().missions.clone();
+        let plan = tokio::task::spawn_blocking(move || request.plan(&missions))
+            .await
+            .map_err(EngineError::internal)?
+            .map_err(|e| EngineError::invalid_query(&e))?;
+        let service = self.clone();
+        let principal = principal.clone();
+        tokio::spawn(async move { service.settle_release(principal, plan).await })
+            .await
+            .map_err(EngineError::internal)?
+    }
+
+    async fn settle_release(
+        &self,
+        principal: Principal,
+        plan: ReleasePlan,
+    ) -> Result<(ReleaseBody, bool)> {
+        let dataset = self.config().dataset.clone();
+        let hash = format!("release:{}", plan.hash);
+        let detail = format!(
+            "{hash} {}",
+            serde_json::to_string(&plan.request).map_err(EngineError::internal)?
+        );
+        let paid = match self
+            .pay(&principal, "release", &hash, plan.cost, &detail)
+            .await?
+        {
+            Paying::Reused { answer, .. } => {
+                let id = serde_json::from_str::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["release_id"].as_i64())
+                    .ok_or_else(|| {
+                        EngineError::internal("a stored release charge has no release id")
+                    })?;
+                let release = self.stored_release(id).await?.ok_or_else(|| {
+                    EngineError::internal(format!("release {id} is charged but not stored"))
+                })?;
+                return Ok((ReleaseBody::Stored(release), false));
+            }
+            Paying::Charged { paid, .. } => paid,
+        };
+
+        // Paid. From here a failure loses the budget just charged, never privacy.
+        let computed = {
+            let _turn = self.aggregation_turn().await?;
+            let config = self.config();
+            release::compute_counts(&paid, &config.data, &config.missions, &plan).await
+        };
+        let (counts, generation) = match computed {
+            Ok(c) => c,
+            Err(e) => {
+                self.audit(&principal, "release", detail, Some(plan.cost), "failed")
+                    .await?;
+                return Err(EngineError::internal(e));
+            }
+        };
+        let references = self
+            .db(|l| {
+                Ok(reference::references(
+                    l.reference("estimated_victims")?.as_deref(),
+                    l.reference("convictions")?.as_deref(),
+                ))
+            })
+            .await?;
+        let built = release::build(
+            &plan,
+            counts,
+            &references,
+            &principal.name,
+            &dataset,
+            generation,
+        );
+        let stored = built.clone();
+        let ds = dataset.clone();
+        let id = self
+            .db(move |l| {
+                l.store_release(paid, &ds, |id| {
+                    let mut r = stored;
+                    r.info.id = id;
+                    serde_json::to_string(&r).unwrap_or_default()
+                })
+            })
+            .await?;
+        self.audit(&principal, "release", detail, Some(plan.cost), "answered")
+            .await?;
+        let mut release = built;
+        release.info.id = id;
+        Ok((ReleaseBody::Fresh(release), true))
+    }
+
+    async fn stored_release(&self, id: i64) -> Result<Option<StoredRelease>> {
+        let ds = self.config().dataset.clone();
+        let text = self.db(move |l| l.release(&ds, id)).await?;
+        text.map(|t| serde_json::from_str(&t).map_err(EngineError::internal))
+            .transpose()
+    }
+
+    /// Stored releases of the served dataset, newest first (every role, free).
+    pub async fn releases(&self, principal: &Principal) -> Result<Vec<ReleaseSummary>> {
+        require(principal, READ_ROLES)?;
+        let ds = self.config().dataset.clone();
+        let bodies = self.db(move |l| l.releases(&ds)).await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str::<StoredRelease>(b).map(|r| r.summary()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EngineError::internal)
+    }
+
+    /// One stored release (every role, free); `not_found` when there is none with this id.
+    pub async fn release(&self, principal: &Principal, id: i64) -> Result<StoredRelease> {
+        require(principal, READ_ROLES)?;
+        self.stored_release(id)
+            .await?
+            .ok_or_else(|| EngineError::new(Code::NotFound, "no such release"))
+    }
+
+    /// A reference table as loaded (public: official and published figures, no record of
+    /// anyone); empty rows when it was never loaded.
+    pub async fn reference(&self, table: &str) -> Result<ReferenceView> {
+        check_table(table)?;
+        let name = table.to_string();
+        let body = self.db(move |l| l.reference(&name)).await?;
+        let rows = body
+            .map(|b| serde_json::from_str(&b).map_err(EngineError::internal))
+            .transpose()?
+            .unwrap_or(Value::Array(Vec::new()));
+        Ok(ReferenceView {
+            table: table.to_string(),
+            rows,
+        })
+    }
+
+    /// Replace a reference table from UTF-8 CSV (admin). A file with any bad row changes
+    /// nothing and is refused with every problem by row, column and rule.
+    pub async fn put_reference(
+        &self,
+        principal: &Principal,
+        table: &str,
+        body: &[u8],
+    ) -> Result<ReferenceLoaded> {
+        require(principal, &[Role::Admin])?;
+        check_table(table)?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| EngineError::new(Code::InvalidBody, "the body is not UTF-8 CSV text"))?;
+        let parsed = reference::parse(table, text).map_err(|problems: Vec<RowProblem>| {
+            let first = problems
+                .first()
+                .map(|p| {
+                    format!(
+                        "row {}, column {}: {} ({})",
+                        p.row, p.column, p.message, p.rule
+                    )
+                })
+                .unwrap_or_default();
+            EngineError::new(
+                Code::InvalidReference,
+                format!("{} problem(s); first: {first}", problems.len()),
+            )
+            .with_details(serde_json::json!({ "problems": problems }))
+        })?;
+        let rows = parsed.len();
+        let json = serde_json::to_string(&parsed).map_err(EngineError::internal)?;
+        let (name, by) = (table.to_string(), principal.id.clone());
+        self.db(move |l| l.set_reference(&name, &by, &json)).await?;
+        self.audit(
+            principal,
+            "reference",
+            format!("table={table} rows={rows}"),
+            None,
+            "loaded",
+        )
+        .await?;
+        Ok(ReferenceLoaded {
+            table: table.to_string(),
+            rows,
+        })
+    }
+}
+
+fn check_table(table: &str) -> Result<()> {
+    if reference::TABLES.contains(&table) {
+        Ok(())
+    } else {
+        Err(EngineError::new(
+            Code::NotFound,
+            format!("the reference tables are {:?}", reference::TABLES),
+        ))
+    }
+}

@@ -1,0 +1,211 @@
+//! What the engine hands back, as it goes on the wire (JSON, with their OpenAPI schemas). Each
+//! is built by the engine; the HTTP crate only serialises them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::answer::{self, Answer, Part};
+use crate::dp::Cost;
+use crate::error::EngineError;
+use crate::indicators::IndicatorView;
+use crate::ledger::{Budget, Role, UploadRecord};
+use crate::release::ReleaseSummary;
+
+/// A principal's budget on the served dataset.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BudgetView {
+    pub dataset: String,
+    pub epsilon_total: f64,
+    pub delta_total: f64,
+    pub epsilon_spent: f64,
+    pub delta_spent: f64,
+    pub epsilon_left: f64,
+    pub delta_left: f64,
+}
+
+impl BudgetView {
+    pub fn new(dataset: &str, b: &Budget) -> Self {
+        BudgetView {
+            dataset: dataset.to_string(),
+            epsilon_total: b.epsilon_total,
+            delta_total: b.delta_total,
+            epsilon_spent: b.epsilon_spent,
+            delta_spent: b.delta_spent,
+            epsilon_left: b.epsilon_left(),
+            delta_left: b.delta_left(),
+        }
+    }
+}
+
+/// A released answer, as stored with its charge.
+/// The response to a query.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryResponse {
+    pub query_hash: String,
+    /// The query in canonical form (defaults filled in).
+    #[schema(value_type = Object)]
+    pub query: Value,
+    /// The released cells with their 95% intervals, the noise and its cost.
+    #[schema(value_type = Answer)]
+    pub answer: AnswerBody,
+    /// What this request charged: zero when the answer was released before (`reused`).
+    pub charged: Cost,
+    /// True when the same query was answered before for this caller and served again.
+    pub reused: bool,
+    /// The caller's budget after this request.
+    pub budget: BudgetView,
+}
+
+/// An answer on the wire: released now, or the one stored with its charge, served again.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AnswerBody {
+    Fresh(Answer),
+    Stored(StoredAnswer),
+}
+
+/// An answer as the ledger stored it when it was released. Only the engine makes one, from the
+/// ledger's own record of a paid answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct StoredAnswer(Value);
+
+impl StoredAnswer {
+    pub(crate) fn from_ledger(answer: Value) -> Self {
+        StoredAnswer(answer)
+    }
+}
+
+impl AnswerBody {
+    /// The cells as CSV: the key columns, then the estimate and its interval.
+    pub fn to_csv(&self) -> Result<String, EngineError> {
+        match self {
+            AnswerBody::Fresh(a) => Ok(answer::to_csv(&a.dimensions, a.cells.get())),
+            AnswerBody::Stored(StoredAnswer(v)) => {
+                #[derive(Deserialize)]
+                struct Cells {
+                    dimensions: Vec<String>,
+                    cells: Vec<answer::Cell>,
+                }
+                let cells = Cells::deserialize(v).map_err(EngineError::internal)?;
+                Ok(answer::to_csv(&cells.dimensions, &cells.cells))
+            }
+        }
+    }
+}
+
+/// What a query would cost and how precise it would be, without running it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewResponse {
+    pub query_hash: String,
+    /// The noisy parts with their scales, 95% half-widths and costs.
+    pub parts: Vec<Part>,
+    /// What the query will charge.
+    pub cost: Cost,
+    /// Cells released with public keys (the whole domain); absent with threshold keys.
+    pub cells: Option<u64>,
+    /// The caller's budget now, when one is set.
+    pub budget: Option<BudgetView>,
+    /// Whether the budget left covers the cost.
+    pub affordable: bool,
+}
+
+/// An upload's outcome.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadResponse {
+    pub upload_id: i64,
+    /// `committed`, `rejected` or `duplicate`.
+    pub status: String,
+    /// The ingest report: rows read, accepted and rejected, and each problem with its row,
+    /// column and rule.
+    #[schema(value_type = Object)]
+    pub report: Value,
+}
+
+/// The caller's organisation's batches and upload reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchList {
+    pub organisation: String,
+    /// Committed batches of the organisation, from the dataset manifest.
+    #[schema(value_type = Vec<Object>)]
+    pub batches: Vec<Value>,
+    /// Reports of the organisation's uploads over HTTP, newest first.
+    pub uploads: Vec<UploadRecord>,
+}
+
+/// A new principal.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrincipal {
+    /// 1 to 100 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub name: String,
+    pub role: Role,
+    /// Required for `ngo`: the organisation it uploads for.
+    #[serde(default)]
+    pub organisation: Option<String>,
+}
+
+/// A principal with its bearer token, shown only once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedPrincipal {
+    #[schema(value_type = Object)]
+    pub principal: Value,
+    pub token: String,
+}
+
+/// A budget to set.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub epsilon: f64,
+    #[serde(default)]
+    /// At most 0.01. (An inclusive bound: JSON numbers a few ulps below an exclusive one can
+    /// be read as the bound itself.)
+    #[schema(minimum = 0, maximum = 0.01)]
+    pub delta: f64,
+}
+
+/// What can be asked: public metadata.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Catalogue {
+    pub measures: Vec<String>,
+    pub dimensions: Vec<String>,
+    pub value_columns: Vec<String>,
+    pub missions: Vec<String>,
+    pub max_public_cells: u64,
+}
+
+/// The indicator catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndicatorList {
+    pub indicators: Vec<IndicatorView>,
+}
+
+/// Stored releases, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseList {
+    pub releases: Vec<ReleaseSummary>,
+}
+
+/// A reference table as loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferenceView {
+    pub table: String,
+    /// Rows; empty when the table was never loaded.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Value,
+}
+
+/// What a reference upload came to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferenceLoaded {
+    pub table: String,
+    pub rows: usize,
+}
