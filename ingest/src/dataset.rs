@@ -29,6 +29,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::keys::PurposeKeys;
 use crate::writer::{WrittenFile, writer_properties};
 
 /// A dataset directory.
@@ -41,6 +42,16 @@ pub struct Dataset {
 #[derive(Debug)]
 pub struct WriteLock {
     _file: File,
+}
+
+/// A writer's hold on the dataset, from [`Dataset::begin`]: the write lock, the manifest as it
+/// stood when the lock was taken, and a key known to match it. Every change to the dataset goes
+/// through one; the lock is released on drop.
+#[derive(Debug)]
+pub struct Session<'d> {
+    dataset: &'d Dataset,
+    lock: WriteLock,
+    manifest: Manifest,
 }
 
 /// A rewrite of one live file: the new file replaces the old one in the manifest.
@@ -121,6 +132,26 @@ impl Dataset {
             }
         }
         Ok(())
+    }
+
+    /// Start a change: take the write lock, read the manifest and check that `keys` are the ones
+    /// the dataset was pseudonymised with (a dataset with no batch yet takes any key).
+    pub fn begin(&self, keys: &PurposeKeys) -> Result<Session<'_>> {
+        let lock = self.lock()?;
+        let manifest = self.manifest()?;
+        if let Some(existing) = &manifest.key_id
+            && existing != keys.key_id()
+        {
+            return Err(Error::KeyMismatch {
+                dataset: existing.clone(),
+                given: keys.key_id().to_string(),
+            });
+        }
+        Ok(Session {
+            dataset: self,
+            lock,
+            manifest,
+        })
     }
 
     /// A fresh, empty staging directory for one commit.
@@ -281,6 +312,34 @@ impl Dataset {
             }
         }
         Ok(replacements)
+    }
+}
+
+impl Session<'_> {
+    /// The manifest as it stood when the session began.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// A fresh, empty staging directory for this change.
+    pub fn staging(&self, name: &str) -> Result<PathBuf> {
+        self.dataset.staging(&self.lock, name)
+    }
+
+    /// Rewrite every live file of `organisation` that holds one of `keys`, into `staging`.
+    pub fn rewrites_for(
+        &self,
+        staging: &Path,
+        organisation: &str,
+        keys: &HashSet<String>,
+    ) -> Result<Vec<Replacement>> {
+        self.dataset
+            .rewrites_for(staging, &self.manifest, organisation, keys)
+    }
+
+    /// Apply the change atomically and end the session. Returns the new manifest.
+    pub fn commit(self, staging: &Path, change: Commit) -> Result<Manifest> {
+        self.dataset.commit(&self.lock, staging, change)
     }
 }
 

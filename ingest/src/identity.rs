@@ -3,7 +3,7 @@
 //! Architecture invariant: raw identifiers exist only between parsing and pseudonymising. They live
 //! in [`RawIdentity`], which has no `Display` and a redacted `Debug`, so they cannot reach a log,
 //! an error message or a snapshot by accident. Nothing in this crate writes a `RawIdentity` field
-//! anywhere: the only way out is [`crate::keys::PurposeKeys::person_key`], a keyed hash.
+//! anywhere: the only way out is [`crate::pseudonymise`], which turns it into a keyed hash.
 //!
 //! Normalisation makes one person's identity hash the same whoever typed it: Unicode NFKC, case
 //! folding, Cyrillic (Russian, Kazakh, Kyrgyz, Ukrainian) transliterated to Latin, diacritics

@@ -208,6 +208,7 @@ impl PurposeKeys {
 
     /// The person key for an identity, with the rule that produced it. A record that cannot be
     /// linked gets a key of its own, derived from its record key, so it counts as its own person.
+    /// The pipeline reaches this only through [`crate::pseudonymise`].
     pub fn person_key(
         &self,
         material: &LinkMaterial,

@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Architecture invariants:
-//! - Raw identifiers exist only between parsing and pseudonymising, in `identity::RawIdentity`
+//! - Raw identifiers exist only between parsing and `pseudonymise`, in `identity::RawIdentity`
 //!   (no `Display`, redacted `Debug`). No column of the output can hold one.
-//! - Errors, reports and logs name row, column and rule, never a cell's value.
+//! - Errors, reports and logs name row, column and rule (`problem::Problem`), never a cell's
+//!   value.
 //! - A batch is visible whole or not at all: the manifest rename is the commit
 //!   (`ctstats_schemas::manifest`).
 //! - This crate is the only one that loads the deployment secret; `query` never does.
@@ -23,7 +24,9 @@ pub mod identity;
 pub mod keys;
 pub mod map;
 pub mod pipeline;
+pub mod problem;
 pub mod profile;
+pub mod pseudonymise;
 pub mod read;
 pub mod report;
 pub mod writer;

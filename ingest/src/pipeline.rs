@@ -15,11 +15,13 @@ use serde::Serialize;
 use crate::dataset::{Commit, Dataset, filter_file, record_keys_at};
 use crate::error::{Error, Result};
 use crate::keys::{PurposeKeys, Secret};
-use crate::map::{MappedRow, Mapper, RowIssue};
+use crate::map::Mapper;
+use crate::problem::{FileProblem, RowIssue, Rule};
 use crate::profile::Profile;
+use crate::pseudonymise::{Pseudonymised, Pseudonymiser};
 use crate::read::{self, Format, Progress, ReadOptions};
-use crate::report::{FileProblem, IngestReport, Status};
-use crate::writer::{BatchConstants, BatchWriter, OutputRow, WrittenFile};
+use crate::report::{IngestReport, Status};
+use crate::writer::{BatchConstants, BatchWriter, WrittenFile};
 
 /// What to ingest, for whom, and how.
 #[derive(Debug, Clone)]
@@ -87,16 +89,8 @@ pub fn ingest(
     check_organisation(&req.organisation)?;
     let mission = check_mission(&req.mission)?;
     let keys = secret.purpose_keys();
-    let lock = dataset.lock()?;
-    let manifest = dataset.manifest()?;
-    if let Some(existing) = &manifest.key_id
-        && existing != keys.key_id()
-    {
-        return Err(Error::KeyMismatch {
-            dataset: existing.clone(),
-            given: keys.key_id().to_string(),
-        });
-    }
+    let session = dataset.begin(&keys)?;
+    let manifest = session.manifest();
 
     let hash = content_hash(&keys, req)?;
     let mut report = IngestReport {
@@ -138,7 +132,7 @@ pub fn ingest(
 
     let seq = manifest.batches.last().map_or(1, |b| b.seq + 1);
     let batch_id = format!("{seq:06}-{}", &hash[..8]);
-    let staging = dataset.staging(&lock, &batch_id)?;
+    let staging = session.staging(&batch_id)?;
     let constants = BatchConstants {
         batch_id: batch_id.clone(),
         organisation: req.organisation.clone(),
@@ -147,25 +141,16 @@ pub fn ingest(
         ingested_at: req.now,
     };
     let mut writer = BatchWriter::new(&staging, constants);
+    let pseudonymiser = Pseudonymiser::new(&keys, &req.organisation);
     let readable = stream_rows(
         req,
-        &keys,
+        &pseudonymiser,
         &hash,
         progress,
         Some(&mut report),
-        |_, record_key, mapped| {
-            let (person_key, quality) =
-                keys.person_key(&mapped.identity.link_material(), &record_key);
-            let registration = mapped.registration_month();
-            let stored = ctstats_schemas::codes::CodeList::name(quality);
-            let out = OutputRow {
-                fields: mapped.fields,
-                record_key,
-                person_key,
-                person_link_quality: stored,
-            };
-            writer.push(out, registration)?;
-            Ok(quality)
+        |row| {
+            writer.push(row.row, row.registration)?;
+            Ok(row.quality)
         },
     )?;
     let mut files = if readable {
@@ -176,7 +161,7 @@ pub fn ingest(
     let mut fingerprints = staged_fingerprints(&staging, &files, report.rows_valid)?;
     let repeats = Repeats {
         req,
-        keys: &keys,
+        pseudonymiser: &pseudonymiser,
         hash: &hash,
         staging: &staging,
         batch_id: &batch_id,
@@ -188,12 +173,10 @@ pub fn ingest(
         || (report.rows_invalid > 0 && !req.accept_valid);
     if reject {
         if report.rows_read == 0 && report.file_problem.is_none() {
-            report.file_problem = Some(FileProblem {
-                row: None,
-                column: None,
-                rule: "no_rows".into(),
-                message: "the file has a header but no rows".into(),
-            });
+            report.file_problem = Some(FileProblem::file(
+                Rule::NoRows,
+                "the file has a header but no rows",
+            ));
         }
         std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
         return Ok(report);
@@ -226,7 +209,7 @@ pub fn ingest(
     let replacements = if superseded.is_empty() {
         Vec::new()
     } else {
-        dataset.rewrites_for(&staging, &manifest, &req.organisation, &superseded)?
+        session.rewrites_for(&staging, &req.organisation, &superseded)?
     };
     report.rows_superseding = replacements.iter().map(|r| r.rows_removed).sum();
 
@@ -253,7 +236,7 @@ pub fn ingest(
         withdrawal: None,
         key_id: Some(keys.key_id().to_string()),
     };
-    dataset.commit(&lock, &staging, commit)?;
+    session.commit(&staging, commit)?;
     report.status = Status::Committed;
     report.batch_id = Some(batch_id);
     report.rows_committed = report.rows_valid;
@@ -265,27 +248,22 @@ pub fn ingest(
     Ok(report)
 }
 
-/// Read, map and validate every row, calling `on_valid` with each valid row and its record key.
+/// Read, map and validate every row, calling `on_valid` with each valid row, pseudonymised.
 /// With a report, row problems are recorded in it (the first pass); without, they are skipped
 /// (a second pass over a file already validated). Returns false when the file cannot be read.
 fn stream_rows(
     req: &IngestRequest,
-    keys: &PurposeKeys,
+    pseudonymiser: &Pseudonymiser,
     hash: &str,
     progress: &Progress,
     mut report: Option<&mut IngestReport>,
-    mut on_valid: impl FnMut(u64, String, MappedRow) -> Result<PersonLinkQuality>,
+    mut on_valid: impl FnMut(Pseudonymised) -> Result<PersonLinkQuality>,
 ) -> Result<bool> {
     let mut source = match read::open(&req.path, &req.read, progress.clone()) {
         Ok(s) => s,
         Err(e) => {
             if let Some(report) = report {
-                report.file_problem = Some(FileProblem {
-                    row: e.row,
-                    column: e.column,
-                    rule: e.rule.into(),
-                    message: e.message,
-                });
+                report.file_problem = Some(e.problem);
             }
             return Ok(false);
         }
@@ -304,12 +282,7 @@ fn stream_rows(
         if let Err(e) = &header
             && !lenient_header
         {
-            report.file_problem = Some(FileProblem {
-                row: Some(1),
-                column: None,
-                rule: e.rule.into(),
-                message: e.message.clone(),
-            });
+            report.file_problem = Some(e.problem.clone());
             report.columns = mapper.column_use().clone();
         }
     }
@@ -321,12 +294,7 @@ fn stream_rows(
             Ok(row) => row,
             Err(e) if e.fatal => {
                 if let Some(report) = report.as_deref_mut() {
-                    report.file_problem = Some(FileProblem {
-                        row: e.row,
-                        column: e.column,
-                        rule: e.rule.into(),
-                        message: e.message,
-                    });
+                    report.file_problem = Some(e.problem);
                 }
                 break;
             }
@@ -334,14 +302,7 @@ fn stream_rows(
                 if let Some(report) = report.as_deref_mut() {
                     report.rows_read += 1;
                     report.rows_invalid += 1;
-                    let column = e.column.unwrap_or_default();
-                    let issue = RowIssue {
-                        row: e.row.unwrap_or_default(),
-                        column,
-                        rule: e.rule,
-                        message: e.message,
-                    };
-                    report.add_issues(vec![issue]);
+                    report.add_issues(vec![e.problem.into_row_issue()]);
                 }
                 continue;
             }
@@ -355,8 +316,7 @@ fn stream_rows(
         }
         match mapped {
             Ok(mapped) => {
-                let record_key = keys.record_key(&req.organisation, &mapped.local_case_id);
-                let quality = on_valid(row.number, record_key, mapped)?;
+                let quality = on_valid(pseudonymiser.pseudonymise(mapped))?;
                 if let Some(report) = report.as_deref_mut() {
                     report.rows_valid += 1;
                     *report
@@ -398,7 +358,7 @@ fn staged_fingerprints(staging: &Path, files: &[WrittenFile], rows: u64) -> Resu
 /// second pass over the file, which happens only when there are repeats.
 struct Repeats<'a> {
     req: &'a IngestRequest,
-    keys: &'a PurposeKeys,
+    pseudonymiser: &'a Pseudonymiser<'a>,
     hash: &'a str,
     staging: &'a Path,
     batch_id: &'a str,
@@ -422,21 +382,18 @@ impl Repeats<'_> {
         let mut rows: HashMap<u64, Vec<(u64, PersonLinkQuality)>> = HashMap::new();
         stream_rows(
             self.req,
-            self.keys,
+            self.pseudonymiser,
             self.hash,
             &Progress::default(),
             None,
-            |row, record_key, mapped| {
-                let quality = self
-                    .keys
-                    .person_key(&mapped.identity.link_material(), &record_key)
-                    .1;
-                if repeated.contains(&fingerprint(&record_key)) {
-                    rows.entry(fingerprint(&record_key))
+            |row| {
+                let print = fingerprint(&row.row.record_key);
+                if repeated.contains(&print) {
+                    rows.entry(print)
                         .or_default()
-                        .push((row, quality));
+                        .push((row.number, row.quality));
                 }
-                Ok(quality)
+                Ok(row.quality)
             },
         )?;
         let column = report
@@ -452,7 +409,7 @@ impl Repeats<'_> {
                 issues.push(RowIssue {
                     row: *row,
                     column: column.clone(),
-                    rule: "duplicate_case_id",
+                    rule: Rule::DuplicateCaseId,
                     message: format!(
                         "the case id is used in rows {} of this file; give each case one row",
                         listed.join(", ")
@@ -524,20 +481,12 @@ pub fn withdraw(
 ) -> Result<WithdrawReport> {
     check_organisation(organisation)?;
     let keys = secret.purpose_keys();
-    let lock = dataset.lock()?;
-    let manifest = dataset.manifest()?;
-    if let Some(existing) = &manifest.key_id
-        && existing != keys.key_id()
-    {
-        return Err(Error::KeyMismatch {
-            dataset: existing.clone(),
-            given: keys.key_id().to_string(),
-        });
-    }
-    let record_key = keys.record_key(organisation, case_id);
-    let staging = dataset.staging(&lock, &format!("withdraw-{}", manifest.generation + 1))?;
+    let session = dataset.begin(&keys)?;
+    let record_key = Pseudonymiser::new(&keys, organisation).record_key(case_id);
+    let generation = session.manifest().generation;
+    let staging = session.staging(&format!("withdraw-{}", generation + 1))?;
     let remove: HashSet<String> = [record_key.clone()].into();
-    let replacements = dataset.rewrites_for(&staging, &manifest, organisation, &remove)?;
+    let replacements = session.rewrites_for(&staging, organisation, &remove)?;
     let rows_removed: u64 = replacements.iter().map(|r| r.rows_removed).sum();
     if rows_removed == 0 {
         std::fs::remove_dir_all(&staging).map_err(Error::io(&staging))?;
@@ -558,7 +507,7 @@ pub fn withdraw(
         withdrawal: Some(withdrawal),
         key_id: None,
     };
-    dataset.commit(&lock, &staging, commit)?;
+    session.commit(&staging, commit)?;
     Ok(WithdrawReport {
         organisation: organisation.into(),
         rows_removed,

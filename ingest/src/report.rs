@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::map::{ColumnUse, RowIssue};
+use crate::map::ColumnUse;
+pub use crate::problem::FileProblem;
+use crate::problem::RowIssue;
 
 /// At most this many issues are listed one by one; all are counted by rule.
 pub const MAX_LISTED_ISSUES: usize = 1000;
@@ -22,15 +24,6 @@ pub enum Status {
     Rejected,
     /// The same file was already committed for this organisation; nothing was written.
     Duplicate,
-}
-
-/// A problem with the file as a whole (unreadable, a required column missing, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileProblem {
-    pub row: Option<u64>,
-    pub column: Option<String>,
-    pub rule: String,
-    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +59,7 @@ impl IngestReport {
         for issue in issues {
             *self
                 .issues_by_rule
-                .entry(issue.rule.to_string())
+                .entry(issue.rule.name().to_string())
                 .or_default() += 1;
             self.issues_total += 1;
             if self.issues.len() < MAX_LISTED_ISSUES {

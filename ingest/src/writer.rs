@@ -21,18 +21,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::map::Value;
+use crate::pseudonymise::OutputRow;
 
 const FLUSH_ROWS: usize = 8192;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
-
-/// A row ready to be written: canonical values plus its pseudonyms.
-#[derive(Debug, Clone)]
-pub struct OutputRow {
-    pub fields: Vec<Value>,
-    pub record_key: String,
-    pub person_key: String,
-    pub person_link_quality: &'static str,
-}
 
 /// Values every row of a batch shares.
 #[derive(Debug, Clone)]

@@ -1,24 +1,16 @@
-//! CSV reader, plus the text-input plumbing and cell helpers the other readers share.
-//!
-//! A CSV file is read as a stream: file → [`CountingReader`] (progress) → decoder to UTF-8 →
-//! [`LineGuard`] (memory cap) → `csv::Reader`. The encoding and the delimiter are sniffed from the
-//! first 64 KiB when the options do not fix them.
+//! CSV reader. The file is read as a text stream (see [`super::text`]) into `csv::Reader`; the
+//! delimiter is sniffed from the first 64 KiB when the options do not fix it.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::fs::File;
-use std::io::{self, Read, Seek};
 use std::path::Path;
 
-use chardetng::EncodingDetector;
 use csv::ByteRecord;
-use encoding_rs::{Encoding, UTF_8};
-use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
+use encoding_rs::Encoding;
 
-use super::{CountingReader, Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
-
-/// How many leading bytes are sniffed for the encoding and the delimiter.
-const SAMPLE_BYTES: u64 = 64 * 1024;
+use super::checks::{check_header, check_width, column_label, text_cell};
+use super::text::{TextReader, io_failure, open_text};
+use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+use crate::problem::Rule;
 
 /// Delimiters tried when sniffing, in order of preference on ties.
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
@@ -118,7 +110,7 @@ impl CsvSource {
             return Err(ReadError::in_row(
                 number,
                 None,
-                "field_count",
+                Rule::FieldCount,
                 format!(
                     "the row has {} fields but the header has {} columns; check the delimiter and quote \
                      cells that contain it",
@@ -151,7 +143,7 @@ fn read_header(
         Ok(true) => {}
         Ok(false) => {
             return Err(ReadError::fatal(
-                "empty_file",
+                Rule::EmptyFile,
                 "the file has no header and no rows",
             ));
         }
@@ -176,141 +168,7 @@ fn read_header(
 fn csv_failure(err: csv::Error, next_line: u64) -> ReadError {
     match err.into_kind() {
         csv::ErrorKind::Io(err) => io_failure(&err, next_line),
-        _ => ReadError::fatal("read_error", "the CSV structure could not be parsed"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared by the readers.
-
-/// Rejects a header of more than `limits.max_columns` columns, before its names are copied.
-pub(super) fn check_width(columns: usize, limits: &Limits) -> Result<(), ReadError> {
-    if columns > limits.max_columns {
-        return Err(ReadError::fatal(
-            "too_many_columns",
-            format!(
-                "the header has {columns} columns; at most {} are allowed",
-                limits.max_columns
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Rejects a header with more than `limits.max_columns` columns or a repeated non-empty name.
-pub(super) fn check_header(header: &[String], limits: &Limits) -> Result<(), ReadError> {
-    check_width(header.len(), limits)?;
-    for (index, name) in header.iter().enumerate() {
-        // Profiles match column names ignoring case, so "Gender" and "gender" would be ambiguous.
-        let folded = name.to_lowercase();
-        if !name.is_empty() && header[..index].iter().any(|h| h.to_lowercase() == folded) {
-            let mut err = ReadError::fatal(
-                "duplicate_column",
-                format!(
-                    "the column name {name:?} appears more than once in the header; rename one of them"
-                ),
-            );
-            err.column = Some(name.clone());
-            return Err(err);
-        }
-    }
-    Ok(())
-}
-
-/// The name errors use for column `index`: its header name, or its position when unnamed.
-pub(super) fn column_label(header: &[String], index: usize) -> String {
-    match header.get(index) {
-        Some(name) if !name.is_empty() => name.clone(),
-        _ => format!("#{}", index + 1),
-    }
-}
-
-/// A cell's text, trimmed: `None` when blank, a `cell_too_large` error when over the limit.
-pub(super) fn text_cell(
-    raw: &str,
-    row: u64,
-    limits: &Limits,
-    column: impl FnOnce() -> String,
-) -> Result<Option<String>, ReadError> {
-    let value = raw.trim();
-    if value.is_empty() {
-        Ok(None)
-    } else if value.len() > limits.max_cell_bytes {
-        Err(ReadError::in_row(
-            row,
-            Some(column()),
-            "cell_too_large",
-            format!(
-                "the cell holds {} bytes; at most {} are allowed",
-                value.len(),
-                limits.max_cell_bytes
-            ),
-        ))
-    } else {
-        Ok(Some(value.to_owned()))
-    }
-}
-
-/// A decoded, guarded text stream over a file.
-pub(super) type TextReader = LineGuard<DecodeReaderBytes<CountingReader<File>, Vec<u8>>>;
-
-/// An opened text file.
-#[derive(Debug)]
-pub(super) struct TextInput {
-    /// The decoded (UTF-8) stream, from the start of the file.
-    pub reader: TextReader,
-    pub encoding: &'static Encoding,
-    /// The first 64 KiB or less, decoded, BOM removed (the last character may be cut).
-    pub sample: String,
-}
-
-/// Opens a text file: picks its encoding (options, then BOM, then sniffing) and builds the stream.
-/// `record_limit` also caps a record spanning several lines (see [`LineGuard::start_record`]).
-pub(super) fn open_text(
-    path: &Path,
-    options: &ReadOptions,
-    progress: Progress,
-    record_limit: bool,
-) -> Result<TextInput, ReadError> {
-    let mut file = File::open(path).map_err(|err| cannot_open(&err))?;
-    let mut sample = Vec::new();
-    file.by_ref()
-        .take(SAMPLE_BYTES)
-        .read_to_end(&mut sample)
-        .and_then(|_| file.rewind())
-        .map_err(|err| io_failure(&err, 1))?;
-    let complete = (sample.len() as u64) < SAMPLE_BYTES;
-    let encoding = options
-        .encoding
-        .unwrap_or_else(|| detect_encoding(&sample, complete));
-    let decoder = DecodeReaderBytesBuilder::new()
-        .encoding(Some(encoding))
-        .build(CountingReader::new(file, progress));
-    let mut reader = LineGuard::new(decoder, options.limits.max_line_bytes);
-    reader.record_limit = record_limit;
-    Ok(TextInput {
-        reader,
-        encoding,
-        sample: encoding.decode_with_bom_removal(&sample).0.into_owned(),
-    })
-}
-
-/// The encoding of a file starting with `sample` (`complete` when it is the whole file).
-pub(super) fn detect_encoding(sample: &[u8], complete: bool) -> &'static Encoding {
-    if let Some((encoding, _)) = Encoding::for_bom(sample) {
-        return encoding;
-    }
-    match std::str::from_utf8(sample) {
-        Ok(_) => UTF_8,
-        // A character cut by the end of the sample.
-        Err(err) if err.error_len().is_none() && !complete => UTF_8,
-        Err(_) => {
-            let mut detector = EncodingDetector::new();
-            detector.feed(sample, complete);
-            // No TLD hint: a `ru` hint turns Polish windows-1250 into windows-1251, while the
-            // generic guess still gets Cyrillic windows-1251 right.
-            detector.guess(None, false)
-        }
+        _ => ReadError::fatal(Rule::ReadError, "the CSV structure could not be parsed"),
     }
 }
 
@@ -340,177 +198,13 @@ pub(super) fn sniff_delimiter(sample: &str) -> u8 {
     DELIMITERS[best]
 }
 
-/// A fatal error for a file that cannot be opened.
-pub(super) fn cannot_open(err: &io::Error) -> ReadError {
-    ReadError::fatal(
-        "cannot_open",
-        format!("the file could not be opened: {err}"),
-    )
-}
-
-/// Converts an I/O error from a text stream; `record_line` is where the current record started.
-pub(super) fn io_failure(err: &io::Error, record_line: u64) -> ReadError {
-    let overflow = err
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<Overflow>());
-    let Some(overflow) = overflow else {
-        return ReadError::fatal("read_error", format!("the file could not be read: {err}"));
-    };
-    let row = match overflow {
-        Overflow::Line { line, .. } => *line,
-        Overflow::Record { .. } => record_line,
-    };
-    let mut error = ReadError::fatal("line_too_long", overflow.to_string());
-    error.row = Some(row);
-    error
-}
-
-/// Why a [`LineGuard`] stopped the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Overflow {
-    /// Line `line` (from 1) is longer than `max` bytes.
-    Line { line: u64, max: usize },
-    /// A record spanning several lines is longer than `max` bytes.
-    Record { max: usize },
-}
-
-impl fmt::Display for Overflow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Overflow::Line { max, .. } => write!(
-                f,
-                "a line is longer than {max} bytes; the file may not be a text file of this format, \
-                 or it needs a larger line limit"
-            ),
-            Overflow::Record { max } => write!(
-                f,
-                "a record is longer than {max} bytes; a quote is probably not closed (a quoted cell \
-                 runs to the end of the file)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Overflow {}
-
-/// A reader that stops with [`Overflow`] instead of handing out a line (or, with `record_limit`,
-/// a record) longer than `max` bytes, so a parser above it never buffers more than that. The
-/// bytes before the overflow are handed out first; every read after it fails.
-#[derive(Debug)]
-pub(super) struct LineGuard<R> {
-    inner: R,
-    max: usize,
-    /// Bytes since the last line end.
-    line_len: usize,
-    /// `\n` seen so far.
-    lines: u64,
-    /// Bytes since the last [`LineGuard::start_record`].
-    record_len: usize,
-    record_limit: bool,
-    overflow: Option<Overflow>,
-    /// The last byte handed out was a `\r` (now `\n`): a `\n` right after it is dropped.
-    after_cr: bool,
-}
-
-impl<R> LineGuard<R> {
-    pub(super) fn new(inner: R, max: usize) -> Self {
-        LineGuard {
-            inner,
-            max,
-            line_len: 0,
-            lines: 0,
-            record_len: 0,
-            record_limit: false,
-            overflow: None,
-            after_cr: false,
-        }
-    }
-
-    /// Marks the start of a record. Approximate: a parser's read-ahead is counted towards the
-    /// record being read when it is fetched.
-    pub(super) fn start_record(&mut self) {
-        self.record_len = 0;
-    }
-
-    /// Rewrites `chunk` in place so that CRLF and a lone CR both become LF; returns the new
-    /// length. The parser above counts lines by `\n`, so without this a row of a CRLF file (what
-    /// Excel on Windows writes) would be numbered from the line before it, and every row of a
-    /// CR-only file (Excel for Mac's "CSV (Macintosh)") would be line 1.
-    fn fold_line_ends(&mut self, chunk: &mut [u8]) -> usize {
-        let mut kept = 0;
-        for index in 0..chunk.len() {
-            let byte = chunk[index];
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
-                continue;
-            }
-            if byte == b'\r' {
-                self.after_cr = true;
-                chunk[kept] = b'\n';
-            } else {
-                chunk[kept] = byte;
-            }
-            kept += 1;
-        }
-        kept
-    }
-
-    /// How many leading bytes of `chunk` stay within the limits; records the overflow if any.
-    fn accept(&mut self, chunk: &[u8]) -> usize {
-        for (index, &byte) in chunk.iter().enumerate() {
-            self.record_len += 1;
-            if self.record_limit && self.record_len > self.max {
-                self.overflow = Some(Overflow::Record { max: self.max });
-                return index;
-            }
-            match byte {
-                b'\n' => {
-                    self.lines += 1;
-                    self.line_len = 0;
-                }
-                _ => self.line_len += 1,
-            }
-            if self.line_len > self.max {
-                let line = self.lines + 1;
-                self.overflow = Some(Overflow::Line {
-                    line,
-                    max: self.max,
-                });
-                return index;
-            }
-        }
-        chunk.len()
-    }
-}
-
-impl<R: Read> Read for LineGuard<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(overflow) = self.overflow {
-            return Err(io::Error::other(overflow));
-        }
-        let n = loop {
-            let read = self.inner.read(buf)?;
-            if read == 0 {
-                break 0;
-            }
-            // A chunk holding only the `\n` of a CRLF split across reads shrinks to nothing, which
-            // must not be handed out as the end of the stream.
-            let kept = self.fold_line_ends(&mut buf[..read]);
-            if kept > 0 {
-                break kept;
-            }
-        };
-        let accepted = self.accept(&buf[..n]);
-        match self.overflow {
-            Some(overflow) if accepted == 0 => Err(io::Error::other(overflow)),
-            _ => Ok(accepted),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{self, Read, Write};
 
+    use encoding_rs::UTF_8;
+
+    use super::super::text::{LineGuard, detect_encoding};
     use super::super::{Format, Limits, ReadOptions, RowSource, open};
     use super::*;
 
@@ -661,7 +355,7 @@ mod tests {
         let (_, rows) = read(b"a,b\n1,2,3\n4,5\n", &csv_options());
         let err = rows[0].as_ref().expect_err("field count");
         assert_eq!(
-            (err.rule, err.row, err.fatal),
+            (err.problem.rule.name(), err.problem.row, err.fatal),
             ("field_count", Some(2), false)
         );
         assert_eq!(rows[1].as_ref().expect("row").values, some(&["4", "5"]));
@@ -674,7 +368,7 @@ mod tests {
         let (_, rows) = read(b"name,age\nsecret,1\n", &options);
         let err = rows[0].as_ref().expect_err("too large");
         assert_eq!(
-            (err.rule, err.column.as_deref()),
+            (err.problem.rule.name(), err.problem.column.as_deref()),
             ("cell_too_large", Some("name"))
         );
         assert!(!err.to_string().contains("secret"));
@@ -708,7 +402,7 @@ mod tests {
         assert_eq!(rows[0].as_ref().expect("row").values, some(&["1", "2"]));
         let err = rows[1].as_ref().expect_err("line too long");
         assert_eq!(
-            (err.rule, err.fatal, err.row),
+            (err.problem.rule.name(), err.fatal, err.problem.row),
             ("line_too_long", true, Some(3))
         );
         assert_eq!(rows.len(), 2);
@@ -726,7 +420,7 @@ mod tests {
         let (_, rows) = read(&bytes, &options);
         let err = rows[0].as_ref().expect_err("record too long");
         assert_eq!(
-            (err.rule, err.fatal, err.row),
+            (err.problem.rule.name(), err.fatal, err.problem.row),
             ("line_too_long", true, Some(2))
         );
     }
@@ -738,7 +432,7 @@ mod tests {
             .err()
             .expect("duplicate");
         assert_eq!(
-            (err.rule, err.column.as_deref()),
+            (err.problem.rule.name(), err.problem.column.as_deref()),
             ("duplicate_column", Some("a"))
         );
 
@@ -748,13 +442,13 @@ mod tests {
         let err = open(file.path(), &options, Progress::default())
             .err()
             .expect("too many");
-        assert_eq!(err.rule, "too_many_columns");
+        assert_eq!(err.problem.rule.name(), "too_many_columns");
 
         let file = file_with(b"\xEF\xBB\xBF");
         let err = open(file.path(), &csv_options(), Progress::default())
             .err()
             .expect("empty");
-        assert_eq!((err.rule, err.fatal), ("empty_file", true));
+        assert_eq!((err.problem.rule.name(), err.fatal), ("empty_file", true));
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn read_all(bytes: &[u8], format: Format, extension: &str) -> Result<(), TestCas
     let mut source = match open(&path, &options, Progress::default()) {
         Ok(source) => source,
         Err(e) => {
-            prop_assert!(e.fatal && !e.rule.is_empty(), "{e:?}");
+            prop_assert!(e.fatal && !e.problem.rule.name().is_empty(), "{e:?}");
             return Ok(());
         }
     };
@@ -112,7 +112,7 @@ fn read_all(bytes: &[u8], format: Format, extension: &str) -> Result<(), TestCas
                 }
             }
             Some(Err(e)) => {
-                prop_assert!(!e.rule.is_empty(), "{e:?}");
+                prop_assert!(!e.problem.rule.name().is_empty(), "{e:?}");
                 if e.fatal {
                     break;
                 }

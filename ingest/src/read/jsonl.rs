@@ -9,8 +9,10 @@ use encoding_rs::Encoding;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::csv::{TextReader, io_failure, open_text, text_cell};
+use super::checks::text_cell;
+use super::text::{TextReader, io_failure, open_text};
 use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+use crate::problem::Rule;
 
 pub(super) fn open(
     path: &Path,
@@ -120,7 +122,7 @@ impl JsonlSource {
                 return Err(row_error(
                     number,
                     key,
-                    "duplicate_key",
+                    Rule::DuplicateKey,
                     "the key appears twice in the object",
                 ));
             }
@@ -128,7 +130,7 @@ impl JsonlSource {
                 return Err(row_error(
                     number,
                     key,
-                    "nested_value",
+                    Rule::NestedValue,
                     "the value is a nested object or array of arrays/objects; only scalars and arrays of \
                      scalars are supported",
                 ));
@@ -150,13 +152,13 @@ impl JsonlSource {
             .count();
         if self.header.len() + new > self.limits.max_columns {
             let mut err = ReadError::fatal(
-                "too_many_columns",
+                Rule::TooManyColumns,
                 format!(
                     "this line brings the number of distinct keys above {}",
                     self.limits.max_columns
                 ),
             );
-            err.row = Some(self.number);
+            err.problem.row = Some(self.number);
             return Err(err);
         }
         for (key, _) in fields {
@@ -170,10 +172,10 @@ impl JsonlSource {
 }
 
 fn invalid(number: u64, message: String) -> ReadError {
-    ReadError::in_row(number, None, "invalid_json", message)
+    ReadError::in_row(number, None, Rule::InvalidJson, message)
 }
 
-fn row_error(number: u64, key: &str, rule: &'static str, message: &str) -> ReadError {
+fn row_error(number: u64, key: &str, rule: Rule, message: &str) -> ReadError {
     ReadError::in_row(number, Some(key.to_owned()), rule, message)
 }
 
@@ -333,7 +335,11 @@ mod tests {
         let (_, rows) = read(text, &options());
         let rules: Vec<_> = rows
             .iter()
-            .map(|r| r.as_ref().err().map(|e| (e.rule, e.row, e.fatal)))
+            .map(|r| {
+                r.as_ref()
+                    .err()
+                    .map(|e| (e.problem.rule.name(), e.problem.row, e.fatal))
+            })
             .collect();
         assert_eq!(
             rules,
@@ -361,7 +367,10 @@ mod tests {
             "]".repeat(100_000)
         );
         let (_, rows) = read(&text, &options());
-        assert_eq!(rows[0].as_ref().expect_err("too deep").rule, "invalid_json");
+        assert_eq!(
+            rows[0].as_ref().expect_err("too deep").problem.rule.name(),
+            "invalid_json"
+        );
         assert_eq!(rows[1].as_ref().expect("row").values, some(&["1"]));
     }
 
@@ -381,13 +390,13 @@ mod tests {
         let (_, rows) = read(&text, &limited);
         let err = rows[0].as_ref().expect_err("cell too large");
         assert_eq!(
-            (err.rule, err.column.as_deref()),
+            (err.problem.rule.name(), err.problem.column.as_deref()),
             ("cell_too_large", Some("a"))
         );
         assert!(rows[1].is_ok());
         let err = rows[2].as_ref().expect_err("line too long");
         assert_eq!(
-            (err.rule, err.row, err.fatal),
+            (err.problem.rule.name(), err.problem.row, err.fatal),
             ("line_too_long", Some(3), true)
         );
         assert_eq!(rows.len(), 3);
@@ -395,7 +404,7 @@ mod tests {
         let (_, rows) = read("{\"a\": 1, \"b\": 2, \"c\": 3}\n{\"a\": 1}\n", &limited);
         let err = rows[0].as_ref().expect_err("too many columns");
         assert_eq!(
-            (err.rule, err.fatal, err.row),
+            (err.problem.rule.name(), err.fatal, err.problem.row),
             ("too_many_columns", true, Some(1))
         );
         assert_eq!(rows.len(), 1);

@@ -8,11 +8,13 @@
 //! Readers never interpret values: mapping to the canonical record is the profile's job. They also
 //! never put a cell's value in an error: errors name row, column and rule only.
 
+mod checks;
 mod csv;
 #[cfg(test)]
 mod fuzz;
 mod jsonl;
 mod parquet;
+mod text;
 mod xlsx;
 
 use std::io::Read;
@@ -21,6 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+
+use crate::problem::{FileProblem, Problem, Rule};
 
 /// The file formats ctstats reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,29 +124,21 @@ pub struct SourceRow {
     pub values: Vec<Option<String>>,
 }
 
-/// A problem reading the file.
+/// A problem reading the file: a [`FileProblem`], and whether reading can go on past it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{}{}{}: {message}", row.map(|r| format!("row {r}")).unwrap_or_else(|| "file".into()), column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default(), format!(" [{rule}]"))]
+#[error("{problem}")]
 pub struct ReadError {
-    /// The row, when the problem is in one row.
-    pub row: Option<u64>,
-    /// The column (header name), when known.
-    pub column: Option<String>,
-    /// A stable snake_case rule name, e.g. `field_count`, `cell_too_large`, `not_an_xlsx_file`.
-    pub rule: &'static str,
-    /// What is wrong and how to fix it. Never contains a cell's value.
-    pub message: String,
+    /// Where and what. The message never contains a cell's value.
+    #[serde(flatten)]
+    pub problem: FileProblem,
     /// Whether reading cannot go on past this error. Non-fatal errors reject one row.
     pub fatal: bool,
 }
 
 impl ReadError {
-    pub fn fatal(rule: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(rule: Rule, message: impl Into<String>) -> Self {
         ReadError {
-            row: None,
-            column: None,
-            rule,
-            message: message.into(),
+            problem: FileProblem::file(rule, message),
             fatal: true,
         }
     }
@@ -150,14 +146,16 @@ impl ReadError {
     pub fn in_row(
         row: u64,
         column: Option<String>,
-        rule: &'static str,
+        rule: Rule,
         message: impl Into<String>,
     ) -> Self {
         ReadError {
-            row: Some(row),
-            column,
-            rule,
-            message: message.into(),
+            problem: Problem {
+                row: Some(row),
+                column,
+                rule,
+                message: message.into(),
+            },
             fatal: false,
         }
     }
@@ -179,7 +177,7 @@ pub trait RowSource: Send {
 /// a hostile file must not abort an ingest or a server thread. The panic hook still logs the
 /// assertion, which names no value of the file.
 pub(crate) fn guarded<T>(
-    rule: &'static str,
+    rule: Rule,
     readable: &str,
     f: impl FnOnce() -> T,
 ) -> Result<T, ReadError> {

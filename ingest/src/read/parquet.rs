@@ -11,8 +11,9 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::errors::ParquetError;
 
-use super::csv::{cannot_open, check_header, column_label, text_cell};
+use super::checks::{cannot_open, check_header, column_label, text_cell};
 use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow, guarded};
+use crate::problem::Rule;
 
 const BATCH_ROWS: usize = 8192;
 
@@ -116,10 +117,10 @@ impl RowSource for ParquetSource {
                     // Decoding errors may quote data, so only the position is reported.
                     self.done = true;
                     let mut err = ReadError::fatal(
-                        "read_error",
+                        Rule::ReadError,
                         "the file could not be decoded from this record on; it may be damaged",
                     );
-                    err.row = Some(self.number + 1);
+                    err.problem.row = Some(self.number + 1);
                     return Some(Err(err));
                 }
                 Ok(None) => {
@@ -165,14 +166,14 @@ impl ParquetSource {
                     column_label(&self.header, col)
                 }),
                 Cell::Value(None) => Ok(None),
-                Cell::Nested => Err(self.error(number, col, "nested_value", NESTED)),
-                Cell::Invalid => Err(self.error(number, col, "invalid_value", INVALID)),
+                Cell::Nested => Err(self.error(number, col, Rule::NestedValue, NESTED)),
+                Cell::Invalid => Err(self.error(number, col, Rule::InvalidValue, INVALID)),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SourceRow { number, values })
     }
 
-    fn error(&self, number: u64, col: usize, rule: &'static str, message: &str) -> ReadError {
+    fn error(&self, number: u64, col: usize, rule: Rule, message: &str) -> ReadError {
         ReadError::in_row(number, Some(column_label(&self.header, col)), rule, message)
     }
 }
@@ -283,11 +284,11 @@ fn shown(value: impl ToString) -> Cell {
 }
 
 /// The rule and description of a file the parquet crate cannot read.
-const PARQUET: (&str, &str) = ("not_a_parquet_file", "a readable Parquet file");
+const PARQUET: (Rule, &str) = (Rule::NotAParquetFile, "a readable Parquet file");
 
 fn not_a_parquet(err: &ParquetError) -> ReadError {
     ReadError::fatal(
-        "not_a_parquet_file",
+        Rule::NotAParquetFile,
         format!("the file is not a readable Parquet file: {err}"),
     )
 }
@@ -419,7 +420,11 @@ mod tests {
         let (_, rows) = read_all(&file, &Progress::default());
         let err = rows[1].as_ref().expect_err("nested");
         assert_eq!(
-            (err.rule, err.row, err.column.as_deref()),
+            (
+                err.problem.rule.name(),
+                err.problem.row,
+                err.problem.column.as_deref()
+            ),
             ("nested_value", Some(2), Some("point"))
         );
     }
@@ -461,7 +466,10 @@ mod tests {
         )
         .err()
         .expect("error");
-        assert_eq!((err.rule, err.fatal), ("not_a_parquet_file", true));
+        assert_eq!(
+            (err.problem.rule.name(), err.fatal),
+            ("not_a_parquet_file", true)
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use calamine::{Data, ExcelDateTime, Reader, Xlsx, XlsxError};
 
-use super::csv::{cannot_open, check_header, check_width, column_label, text_cell};
+use super::checks::{cannot_open, check_header, check_width, column_label, text_cell};
 use super::{Limits, Progress, ReadError, ReadOptions, RowSource, SourceRow};
+use crate::problem::Rule;
 
 /// Rows in flight between the reading thread and the pipeline.
 const ROWS_IN_FLIGHT: usize = 64;
@@ -36,7 +37,7 @@ pub(super) fn open(
         .spawn(move || {
             // calamine panics on some damaged workbooks (found by the fuzz target); that must be
             // an error, not an aborted ingest.
-            let read = super::guarded("not_an_xlsx_file", "a readable .xlsx workbook", || {
+            let read = super::guarded(Rule::NotAnXlsxFile, "a readable .xlsx workbook", || {
                 read_sheet(file, sheet.as_deref(), &sender)
             });
             if let Err(e) | Ok(Err(e)) = read {
@@ -54,7 +55,7 @@ pub(super) fn open(
 fn check_unpacked(file: &File, limit: u64) -> Result<(), ReadError> {
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|err| {
         ReadError::fatal(
-            "not_an_xlsx_file",
+            Rule::NotAnXlsxFile,
             format!(
                 "the file is not a readable .xlsx workbook ({err}); an old .xls, .ods or encrypted \
                  workbook must be saved as a plain .xlsx first"
@@ -71,7 +72,7 @@ fn check_unpacked(file: &File, limit: u64) -> Result<(), ReadError> {
         total += unpacked;
         if total > limit {
             return Err(ReadError::fatal(
-                "workbook_too_large",
+                Rule::WorkbookTooLarge,
                 format!(
                     "the workbook unpacks to more than {limit} bytes (an .xlsx is a zip archive); \
                      save a sheet this large as CSV"
@@ -100,7 +101,7 @@ fn read_sheet(
     let sheet = pick_sheet(&workbook.sheet_names(), wanted)?;
     let unreadable = |err: XlsxError| {
         ReadError::fatal(
-            "not_an_xlsx_file",
+            Rule::NotAnXlsxFile,
             format!("sheet {sheet:?} could not be read: {}", describe(&err)),
         )
     };
@@ -131,7 +132,7 @@ fn read_sheet(
                 ..ReadError::in_row(
                     number,
                     None,
-                    "not_an_xlsx_file",
+                    Rule::NotAnXlsxFile,
                     format!("the row has more than {MAX_ROW_CELLS} cells; the sheet is damaged"),
                 )
             });
@@ -157,10 +158,10 @@ fn pick_sheet(names: &[String], wanted: Option<&str>) -> Result<String, ReadErro
     };
     found.cloned().ok_or_else(|| match wanted {
         Some(wanted) => ReadError::fatal(
-            "sheet_not_found",
+            Rule::SheetNotFound,
             format!("the workbook has no sheet {wanted:?}; its sheets are {names:?}"),
         ),
-        None => ReadError::fatal("sheet_not_found", "the workbook has no sheets"),
+        None => ReadError::fatal(Rule::SheetNotFound, "the workbook has no sheets"),
     })
 }
 
@@ -190,7 +191,7 @@ impl XlsxSource {
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(ReadError::fatal(
-                    "empty_file",
+                    Rule::EmptyFile,
                     "the sheet has no header and no rows",
                 ));
             }
@@ -230,7 +231,7 @@ impl XlsxSource {
                     ReadError::in_row(
                         number,
                         Some(column_letters(col)),
-                        "outside_header",
+                        Rule::OutsideHeader,
                         format!(
                             "column {} holds a value but the header covers columns {} to {}; \
                              give the column a header or clear it",
@@ -254,7 +255,7 @@ impl XlsxSource {
             Cell::Error(kind) => Err(ReadError::in_row(
                 number,
                 Some(column_label(&self.header, col)),
-                "cell_error",
+                Rule::CellError,
                 format!(
                     "the cell holds the Excel error {kind}; fix the formula or enter the value"
                 ),
@@ -351,7 +352,7 @@ fn date_time_text(dt: &ExcelDateTime) -> String {
 
 fn not_an_xlsx(err: &XlsxError) -> ReadError {
     ReadError::fatal(
-        "not_an_xlsx_file",
+        Rule::NotAnXlsxFile,
         format!(
             "the file is not a readable .xlsx workbook ({}); an old .xls, .ods or encrypted workbook \
              must be saved as a plain .xlsx first",
@@ -537,7 +538,11 @@ mod tests {
         );
         let err = rows[2].as_ref().expect_err("cell error");
         assert_eq!(
-            (err.rule, err.row, err.column.as_deref()),
+            (
+                err.problem.rule.name(),
+                err.problem.row,
+                err.problem.column.as_deref()
+            ),
             ("cell_error", Some(7), Some("Name"))
         );
         assert_eq!(rows.len(), 3);
@@ -556,18 +561,18 @@ mod tests {
         let err = open(file.path(), &sheet_options("Victims"), Progress::default())
             .err()
             .expect("no sheet");
-        assert_eq!(err.rule, "sheet_not_found");
+        assert_eq!(err.problem.rule.name(), "sheet_not_found");
         assert!(
-            err.message.contains("\"Notes\", \"Cases\""),
+            err.problem.message.contains("\"Notes\", \"Cases\""),
             "{}",
-            err.message
+            err.problem.message
         );
 
         let mut options = ReadOptions::new(Format::Xlsx);
         let err = open(file.path(), &options, Progress::default())
             .err()
             .expect("first sheet is empty");
-        assert_eq!(err.rule, "empty_file");
+        assert_eq!(err.problem.rule.name(), "empty_file");
 
         options.sheet = Some("Cases".into());
         let duplicate = format!(r#"<row r="1">{}{}</row>"#, text("A1", "x"), text("B1", "x"));
@@ -575,7 +580,7 @@ mod tests {
         let err = open(file.path(), &options, Progress::default())
             .err()
             .expect("duplicate");
-        assert_eq!(err.rule, "duplicate_column");
+        assert_eq!(err.problem.rule.name(), "duplicate_column");
     }
 
     #[test]
@@ -594,7 +599,11 @@ mod tests {
             .expect("a row")
             .expect_err("outside the header");
         assert_eq!(
-            (err.rule, err.row, err.column.as_deref()),
+            (
+                err.problem.rule.name(),
+                err.problem.row,
+                err.problem.column.as_deref()
+            ),
             ("outside_header", Some(1_048_576), Some("XFD"))
         );
         assert!(source.next_row().is_none());
@@ -625,8 +634,15 @@ mod tests {
         let err = open(file.path(), &options, Progress::default())
             .err()
             .expect("too large");
-        assert_eq!((err.rule, err.fatal), ("workbook_too_large", true));
-        assert!(err.message.contains("16777216 bytes"), "{}", err.message);
+        assert_eq!(
+            (err.problem.rule.name(), err.fatal),
+            ("workbook_too_large", true)
+        );
+        assert!(
+            err.problem.message.contains("16777216 bytes"),
+            "{}",
+            err.problem.message
+        );
     }
 
     #[test]
@@ -648,7 +664,10 @@ mod tests {
         )
         .err()
         .expect("error");
-        assert_eq!((err.rule, err.fatal), ("not_an_xlsx_file", true));
+        assert_eq!(
+            (err.problem.rule.name(), err.fatal),
+            ("not_an_xlsx_file", true)
+        );
     }
 
     #[test]

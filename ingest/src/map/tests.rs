@@ -1,0 +1,183 @@
+use super::*;
+use crate::profile;
+
+fn header(cols: &[&str]) -> Vec<String> {
+    cols.iter().map(|s| s.to_string()).collect()
+}
+
+fn row(vals: &[&str]) -> Vec<Option<String>> {
+    vals.iter()
+        .map(|v| (!v.is_empty()).then(|| v.to_string()))
+        .collect()
+}
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 28).unwrap()
+}
+
+#[test]
+fn maps_a_canonical_row() {
+    let p = profile::canonical();
+    let mut m = Mapper::new(&p, today(), "f".into());
+    m.set_header(&header(&[
+        "case_id",
+        "Фамилия",
+        "Имя",
+        "Дата рождения",
+        "registration_date",
+        "Пол",
+        "citizenship",
+        "exploitation_types",
+        "shelter_offered",
+        "Телефон",
+    ]))
+    .unwrap();
+    let r = m
+        .map(
+            2,
+            &row(&[
+                "A-1",
+                "Асанова",
+                "Айгуль",
+                "14.03.1987",
+                "2005-06-20",
+                "ж",
+                "kg",
+                "forced labour; sexual_exploitation",
+                "да",
+                "+996",
+            ]),
+        )
+        .unwrap();
+    assert_eq!(r.local_case_id, "A-1");
+    assert_eq!(
+        r.get("registration_month"),
+        &Value::Month(NaiveDate::from_ymd_opt(2005, 6, 1).unwrap())
+    );
+    assert_eq!(r.get("gender"), &Value::Code("female"));
+    assert_eq!(r.get("citizenship"), &Value::Code("KGZ"));
+    assert_eq!(r.get("age_band"), &Value::Code("18-20"));
+    assert_eq!(r.get("minor_at_registration"), &Value::Flag(false));
+    assert_eq!(
+        r.get("exploitation_types"),
+        &Value::Codes(vec!["forced_labour", "sexual_exploitation"])
+    );
+    assert_eq!(r.get("shelter_offered"), &Value::Flag(true));
+    assert_eq!(m.column_use().dropped, vec!["Телефон".to_string()]);
+}
+
+#[test]
+fn reports_every_broken_rule_without_values() {
+    let p = profile::canonical();
+    let mut m = Mapper::new(&p, today(), "f".into());
+    m.set_header(&header(&[
+        "case_id",
+        "registration_month",
+        "gender",
+        "citizenship",
+        "birth_date",
+        "shelter_offered",
+        "shelter_accepted",
+    ]))
+    .unwrap();
+    let issues = m
+        .map(
+            7,
+            &row(&[
+                "",
+                "2031-01-01",
+                "Secretname",
+                "Atlantis",
+                "1987-13-45",
+                "no",
+                "yes",
+            ]),
+        )
+        .unwrap_err();
+    let rules: Vec<_> = issues
+        .iter()
+        .map(|i| (i.column.as_str(), i.rule.name()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("registration_month", "date_in_future"),
+            ("gender", "unknown_code"),
+            ("citizenship", "invalid_country"),
+            ("case_id", "required"),
+            ("birth_date", "invalid_date"),
+            ("shelter_accepted", "accepted_without_offer"),
+        ]
+    );
+    assert!(issues.iter().all(|i| i.row == 7));
+    let text = format!("{issues:?}");
+    assert!(
+        !text.contains("Secretname") && !text.contains("Atlantis") && !text.contains("1987-13-45")
+    );
+}
+
+#[test]
+fn header_without_required_column_is_refused() {
+    let p = profile::canonical();
+    let mut m = Mapper::new(&p, today(), "f".into());
+    let err = m.set_header(&header(&["case_id", "gender"])).unwrap_err();
+    assert_eq!(err.problem.rule, "missing_column");
+    assert_eq!(err.target, "registration_month");
+}
+
+#[test]
+fn ctdc_flags_and_quirks() {
+    let p = profile::ctdc();
+    let mut m = Mapper::new(&p, today(), "file".into());
+    m.set_header(&header(&[
+        "yearOfRegistration",
+        "gender",
+        "ageBroad",
+        "majorityStatus",
+        "citizenship",
+        "CountryofExploitation",
+        "isForcedLabour",
+        "isSexualExploit",
+        "meansOfControlDebtBondage",
+        "typeOfLabourConstruction",
+    ]))
+    .unwrap();
+    let r = m
+        .map(
+            3,
+            &row(&[
+                "2016", "Female", "18--20", "Adult", "NA", "ZZ", "1.0", "0.0", "-99", "1",
+            ]),
+        )
+        .unwrap();
+    assert_eq!(r.local_case_id, "file:3");
+    assert_eq!(
+        r.get("registration_month"),
+        &Value::Month(NaiveDate::from_ymd_opt(2016, 1, 1).unwrap())
+    );
+    assert_eq!(r.get("citizenship"), &Value::Code("NAM"));
+    assert_eq!(r.get("country_of_exploitation"), &Value::Null);
+    assert_eq!(r.get("age_band"), &Value::Code("18-20"));
+    assert_eq!(r.get("minor_at_registration"), &Value::Flag(false));
+    assert_eq!(
+        r.get("exploitation_types"),
+        &Value::Codes(vec!["forced_labour"])
+    );
+    assert_eq!(r.get("means_of_control"), &Value::Null);
+    assert_eq!(r.get("labour_sectors"), &Value::Codes(vec!["construction"]));
+}
+
+#[test]
+fn dates_in_common_formats() {
+    let f: Vec<String> = profile::canonical().date_formats;
+    let d = |s| parse_date(s, &f);
+    let want = NaiveDate::from_ymd_opt(2005, 3, 14);
+    assert_eq!(d("2005-03-14"), want);
+    assert_eq!(d("14.03.2005"), want);
+    assert_eq!(d("14/03/2005"), want);
+    assert_eq!(d("2005-03-14T10:00:00"), want);
+    assert_eq!(d("2005-03"), NaiveDate::from_ymd_opt(2005, 3, 1));
+    assert_eq!(d("03.2005"), NaiveDate::from_ymd_opt(2005, 3, 1));
+    assert_eq!(d("2005-02-30"), None);
+    assert_eq!(d("yesterday"), None);
+}

@@ -1,0 +1,50 @@
+use super::*;
+
+#[test]
+fn built_in_profiles_are_valid() {
+    for p in [canonical(), htcds(), ctdc()] {
+        p.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        for target in p.columns.keys().chain(p.values.keys()) {
+            assert!(is_target(target), "{}: {target}", p.name);
+        }
+    }
+}
+
+#[test]
+fn user_profile_extends_a_built_in() {
+    let p = Profile::from_toml(
+        "ngo.toml",
+        r#"
+        extends = "canonical"
+        name = "ngo-osh"
+        date_formats = ["%m/%d/%Y"]
+        missing = ["нд"]
+        [columns]
+        gender = "Пол жертвы"
+        local_case_id = ["Номер", "No"]
+        [values.gender]
+        "Ж." = "female"
+        [flags]
+        "Приют" = "assistance_types:shelter"
+        [defaults]
+        data_source = "case_management"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(p.name, "ngo-osh");
+    assert_eq!(p.column_names("gender")[0], "Пол жертвы");
+    assert_eq!(p.values["gender"]["ж."], "female");
+    assert_eq!(p.date_formats[0], "%m/%d/%Y");
+    assert!(p.is_missing("нд"));
+    assert_eq!(p.flags.last().unwrap().code, "shelter");
+}
+
+#[test]
+fn user_profile_errors_name_the_problem() {
+    let err = |t: &str| Profile::from_toml("p.toml", t).unwrap_err().to_string();
+    assert!(err("[columns]\nperson_key = \"x\"").contains("unknown target \"person_key\""));
+    assert!(err("[values.gender]\n\"x\" = \"woman\"").contains("not one of"));
+    assert!(err("[flags]\nx = \"shelter\"").contains("target:code"));
+    assert!(err("colums = 1").contains("not valid TOML"));
+    assert!(err("extends = \"foo\"").contains("unknown profile"));
+}
