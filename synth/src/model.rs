@@ -7,7 +7,7 @@
 use chrono::{Datelike, Days, Months, NaiveDate};
 use ctstats_schemas::countries;
 
-use crate::names::{self, FAMILY, Region};
+use crate::names::{self, Region};
 use crate::rng::{self, Rng};
 use crate::{Config, Error, FileFormat, ProfileKind};
 
@@ -119,8 +119,8 @@ impl<'c> Ctx<'c> {
                 ],
             ],
             family_by_region: [
-                names::indices_of(FAMILY, Region::CentralAsia, |n| n.4),
-                names::indices_of(FAMILY, Region::EasternEurope, |n| n.4),
+                names::indices_of(names::family(), Region::CentralAsia, |n| n.4),
+                names::indices_of(names::family(), Region::EasternEurope, |n| n.4),
             ],
         })
     }
@@ -294,7 +294,7 @@ pub(crate) struct Person {
     pub citizenship: &'static str,
     /// Index into `names::given(female)`.
     pub given: u16,
-    /// Index into `names::FAMILY`.
+    /// Index into `names::family()`.
     pub family: u16,
     pub birth: NaiveDate,
     pub document: Option<Document>,

@@ -7,7 +7,7 @@ use ctstats_schemas::codes::{AgeBand, CodeList};
 use ctstats_schemas::countries;
 
 use crate::model::{Ctx, Document, Episode, Fault, Org, Person, Recorded};
-use crate::names::{self, FAMILY};
+use crate::names;
 use crate::rng::{self, Rng};
 use crate::{FileFormat, ProfileKind, TextEncoding};
 
@@ -230,7 +230,7 @@ impl<'a> Renderer<'a> {
 
     fn names(&self, p: &Person, e: &Episode, r: &mut Rng) -> (String, String) {
         let given = names::given(p.female)[usize::from(p.given)];
-        let family = FAMILY[usize::from(p.family)];
+        let family = names::family()[usize::from(p.family)];
         let (g, f) = match (e.cyrillic, p.female) {
             (true, true) => (given.0, family.2),
             (true, false) => (given.0, family.0),
