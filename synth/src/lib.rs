@@ -29,6 +29,7 @@
 //! case is 12 bytes, per person one byte plus, for those linked by name, an 8-byte key that keeps
 //! (name, birth date, citizenship) unique.
 
+mod data;
 mod model;
 mod names;
 mod render;
