@@ -191,6 +191,126 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
+/// Each refusal of the API answers with its own stable code (with the status of its kind), so
+/// a client can branch on it; `every_code_is_asserted_by_a_test` (server crate) fails when a
+/// code has no such test.
+#[tokio::test]
+async fn each_refusal_answers_with_its_code() {
+    let s = service(1.0);
+    let t = &s.tokens;
+    let r = &s.router;
+    let code =
+        |(status, body): (StatusCode, Value)| (status.as_u16(), error_code(&body).to_string());
+    let expect = |got: (u16, String), status: u16, name: &str| {
+        assert_eq!(got, (status, name.to_string()), "expected {status} {name}");
+    };
+    // A principal with no budget asks for it.
+    let (status, created) = call(
+        r,
+        Method::POST,
+        "/v1/principals",
+        Some(&t.admin),
+        Some(json!({"name": "no budget yet", "role": "researcher"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let fresh = created["token"].as_str().unwrap().to_string();
+    let fresh_id = created["principal"]["id"].as_str().unwrap().to_string();
+    expect(
+        code(call(r, Method::GET, "/v1/budget", Some(&fresh), None).await),
+        403,
+        "no_budget",
+    );
+    // A negative budget, an ngo without its organisation, a principal that does not exist.
+    let uri = format!("/v1/principals/{fresh_id}/budget");
+    let negative = json!({"epsilon": -1.0});
+    expect(
+        code(call(r, Method::PUT, &uri, Some(&t.admin), Some(negative)).await),
+        400,
+        "invalid_amount",
+    );
+    let ngo = json!({"name": "an ngo", "role": "ngo"});
+    expect(
+        code(call(r, Method::POST, "/v1/principals", Some(&t.admin), Some(ngo)).await),
+        400,
+        "invalid_principal",
+    );
+    expect(
+        code(
+            call(
+                r,
+                Method::DELETE,
+                "/v1/principals/p_nobody",
+                Some(&t.admin),
+                None,
+            )
+            .await,
+        ),
+        404,
+        "no_such_principal",
+    );
+    // Bad audit parameters.
+    expect(
+        code(call(r, Method::GET, "/v1/audit?limit=5000", Some(&t.admin), None).await),
+        400,
+        "invalid_parameters",
+    );
+    // Reference tables: not UTF-8, and a row that breaks a rule.
+    let put = |body: &[u8]| {
+        send(
+            r,
+            Method::PUT,
+            "/v1/reference/convictions",
+            Some(&t.admin),
+            Some("text/csv"),
+            body.to_vec(),
+        )
+    };
+    let (status, _, bytes) = put(b"\xff\xfe not text").await;
+    expect(
+        code((status, serde_json::from_slice(&bytes).unwrap())),
+        400,
+        "invalid_body",
+    );
+    let bad_row = b"country,year,prosecutions,convictions,source\nKGZ,year,1,1,x\n";
+    let (status, _, bytes) = put(bad_row).await;
+    expect(
+        code((status, serde_json::from_slice(&bytes).unwrap())),
+        422,
+        "invalid_reference",
+    );
+    // Uploads: an empty body, and a profile the service does not take over HTTP.
+    let (status, _, bytes) = send(
+        r,
+        Method::POST,
+        "/v1/batches?mission=UKR&format=csv",
+        Some(&t.ngo),
+        Some("text/csv"),
+        Vec::new(),
+    )
+    .await;
+    expect(
+        code((status, serde_json::from_slice(&bytes).unwrap())),
+        400,
+        "empty_body",
+    );
+    let uri = "/v1/batches?mission=UKR&format=csv&profile=mine";
+    let (status, _, bytes) = send(
+        r,
+        Method::POST,
+        uri,
+        Some(&t.ngo),
+        Some("text/csv"),
+        s.upload.clone(),
+    )
+    .await;
+    expect(
+        code((status, serde_json::from_slice(&bytes).unwrap())),
+        400,
+        "invalid_profile",
+    );
+}
+
 #[tokio::test]
 async fn every_endpoint_answers_each_role_as_documented() {
     let s = service(100.0);

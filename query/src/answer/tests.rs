@@ -14,11 +14,7 @@ fn spec(json: &str) -> ValidatedSpec {
 }
 
 /// Exact aggregates over the public cells of `spec`, with `values[i]` per component.
-fn aggregates(
-    spec: &ValidatedSpec,
-    cells: Vec<Vec<String>>,
-    values: Vec<Vec<i64>>,
-) -> Aggregates {
+fn aggregates(spec: &ValidatedSpec, cells: Vec<Vec<String>>, values: Vec<Vec<i64>>) -> Aggregates {
     let mut dimensions: Vec<String> = spec
         .group_by()
         .iter()

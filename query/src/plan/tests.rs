@@ -337,9 +337,7 @@ fn value_measures_clamp_bin_and_skip_nulls() {
 
     let share = run(
         dir.path(),
-        &query(
-            r#""measure":"mean","column":"shelter_accepted","bounds":{"lower":0,"upper":1}"#,
-        ),
+        &query(r#""measure":"mean","column":"shelter_accepted","bounds":{"lower":0,"upper":1}"#),
     );
     assert_eq!(share.components[0].values, [1]);
     assert_eq!(share.components[1].values, [2]);
@@ -509,8 +507,7 @@ fn check_neighbours(recs: &[Rec], body: &str, k: u32, threshold: bool) {
             assert_eq!(neighbour.cells, full.cells);
         }
         let neighbour_cells = by_cell(&neighbour);
-        let mut keys: Vec<&Vec<String>> =
-            full_cells.keys().chain(neighbour_cells.keys()).collect();
+        let mut keys: Vec<&Vec<String>> = full_cells.keys().chain(neighbour_cells.keys()).collect();
         keys.sort();
         keys.dedup();
         for (i, component) in full.components.iter().enumerate() {
@@ -572,9 +569,7 @@ fn the_bounds_are_attained() {
         write_dataset(dir.path(), &recs);
         let out = run(
             dir.path(),
-            &query(
-                r#""measure":"cases","group_by":["exploitation_type"],"contribution_bound":3"#,
-            ),
+            &query(r#""measure":"cases","group_by":["exploitation_type"],"contribution_bound":3"#),
         );
         let c = &out.components[0];
         assert_eq!(
