@@ -4,7 +4,7 @@
 //! Only this crate makes one, from a [`Release`](crate::Release) or a
 //! [`SparseRelease`](crate::SparseRelease) whose noise was drawn and whose cost was checked
 //! against OpenDP's map. Outside the crate a `Released` can only be post-processed (`map`,
-//! `try_map`, `zip`, `collect`, `split`) or read: there is no constructor from a plain value and
+//! `try_map`, `collect`, `split`) or read: there is no constructor from a plain value and
 //! no `Deserialize`, so a type that holds one (an answer's cells) cannot be built from exact
 //! aggregates or from an arbitrary JSON body. It serialises as the value it holds.
 
@@ -38,11 +38,6 @@ impl<T> Released<T> {
     /// Post-process with a step that may fail.
     pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Released<U>, E> {
         f(self.0).map(Released)
-    }
-
-    /// Two released values together.
-    pub fn zip<U>(self, other: Released<U>) -> Released<(T, U)> {
-        Released((self.0, other.0))
     }
 
     /// Released values in order, as one.

@@ -51,10 +51,6 @@ impl ApiError {
         ApiError(EngineError::internal(cause))
     }
 
-    pub fn code(&self) -> Code {
-        self.0.code
-    }
-
     pub fn too_large(message: impl Into<String>) -> Self {
         ApiError::new(Code::PayloadTooLarge, message)
     }

@@ -153,20 +153,6 @@ impl Service {
             })
     }
 
-    /// The active principal with this id (the command line names principals by id).
-    pub async fn principal(&self, id: &str) -> Result<Principal> {
-        let target = id.to_string();
-        self.db(move |l| l.principal(&target))
-            .await?
-            .filter(|p| !p.revoked)
-            .ok_or_else(|| {
-                EngineError::new(
-                    Code::NoSuchPrincipal,
-                    format!("no active principal with id {id}"),
-                )
-            })
-    }
-
     /// Wait for one of the aggregation permits (first come, first served).
     pub(crate) async fn aggregation_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
         self.inner
