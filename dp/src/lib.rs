@@ -7,7 +7,9 @@
 //! - [`interval`]: 95% half-widths from OpenDP's accuracy functions;
 //! - [`counts`]: discrete Laplace / Gaussian releases of counts, their previews and costs;
 //! - [`sparse`]: counts over keys too many to enumerate, released above a DP threshold;
-//! - [`released`]: [`Released`], the only type a released number reaches the wire in.
+//! - [`released`]: [`Released`], the only type a released number reaches the wire in;
+//! - [`zcdp`]: [`Loss`] (rho plus an (epsilon, delta) part), its composition and conversion, and
+//!   the discrete Gaussian calibrated to a rho.
 //!
 //!
 //! Architecture invariants:
@@ -40,6 +42,7 @@ pub mod sensitivity;
 pub mod sparse;
 #[cfg(test)]
 mod tests;
+pub mod zcdp;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +51,10 @@ pub use interval::{half_width, pmf};
 pub use released::Released;
 pub use sensitivity::Sensitivity;
 pub use sparse::{SparsePreview, SparseRelease, preview_sparse, release_sparse};
+pub use zcdp::{
+    GaussianPreview, GaussianRelease, Loss, composed_epsilon, epsilon_of_rho, preview_gaussian,
+    release_gaussian, rho_for,
+};
 
 /// The privacy cost of one release: what the ledger charges.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -466,3 +466,111 @@ proptest! {
         prop_assert_eq!(cost.delta, 0.0);
     }
 }
+
+mod zcdp {
+    use crate::zcdp::*;
+    use crate::{Cost, Sensitivity};
+
+    #[test]
+    fn rho_converts_once_and_back() {
+        // The figure: epsilon 5, delta 1e-6 is a rho of about 0.46 for a whole release.
+        let rho = rho_for(5.0, 1e-6).unwrap();
+        assert!((0.4..0.55).contains(&rho), "{rho}");
+        let eps = epsilon_of_rho(rho, 1e-6).unwrap();
+        assert!(eps <= 5.0 && eps > 5.0 - 1e-6, "{eps}");
+        assert!(epsilon_of_rho(rho * (1.0 + 1e-6), 1e-6).unwrap() > 5.0);
+        assert_eq!(epsilon_of_rho(0.0, 1e-6).unwrap(), 0.0);
+        assert_eq!(epsilon_of_rho(0.1, 0.0).unwrap(), f64::INFINITY);
+    }
+
+    #[test]
+    fn composition_in_rho_beats_adding_conversions() {
+        // Twenty charges of rho 0.023 each: converted one by one at delta / 20 and added, far
+        // more than the total converted once.
+        let one = epsilon_of_rho(0.023, 5e-8).unwrap();
+        let once = composed_epsilon(20.0 * 0.023, 0.0, 0.0, &[], 1e-6)
+            .unwrap()
+            .unwrap();
+        assert!(
+            once < 5.0 && 20.0 * one > 2.0 * once,
+            "{once} vs {}",
+            20.0 * one
+        );
+    }
+
+    #[test]
+    fn a_pure_charge_never_costs_more_than_its_epsilon() {
+        for eps in [0.01, 0.1, 1.0, 3.0] {
+            let c = composed_epsilon(0.0, 0.0, 0.0, &[eps], 1e-6)
+                .unwrap()
+                .unwrap();
+            assert!(c <= eps, "{eps}: {c}");
+        }
+        // Many small pure charges join the rho total: far below their sum.
+        let many = vec![0.05; 400];
+        let c = composed_epsilon(0.0, 0.0, 0.0, &many, 1e-6)
+            .unwrap()
+            .unwrap();
+        assert!(c < 10.0, "{c}");
+        // With no delta, pure charges add up exactly.
+        let c = composed_epsilon(0.0, 0.0, 0.0, &[0.5, 0.25], 0.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c, 0.75);
+        // A rho with no delta to convert at is unbounded.
+        assert_eq!(composed_epsilon(0.1, 0.0, 0.0, &[], 0.0).unwrap(), None);
+        // Approximate deltas beyond the budget's.
+        assert_eq!(composed_epsilon(0.0, 1.0, 2e-6, &[], 1e-6).unwrap(), None);
+    }
+
+    #[test]
+    fn a_loss_at_a_delta() {
+        let l = Loss::approx(Cost {
+            epsilon: 1.0,
+            delta: 0.0,
+        });
+        assert_eq!(
+            l.at_delta(1e-6).unwrap(),
+            Some(Cost {
+                epsilon: 1.0,
+                delta: 0.0
+            })
+        );
+        let g = Loss::rho(0.5).at_delta(1e-6).unwrap().unwrap();
+        assert_eq!(g.delta, 1e-6);
+        assert!(g.epsilon > 0.5 && g.epsilon < 6.0, "{g:?}");
+    }
+
+    #[test]
+    fn the_gaussian_spends_at_most_its_rho() {
+        let persons = Sensitivity {
+            l0: 3,
+            l1: 3,
+            linf: 1,
+        };
+        let p = preview_gaussian(&persons, 0.023).unwrap();
+        assert!(p.rho <= 0.023 && p.rho > 0.023 * (1.0 - 1e-6), "{p:?}");
+        // sigma^2 = l2^2 / (2 rho) = 3 / 0.046
+        assert!((p.scale - (3.0f64 / 0.046).sqrt()).abs() < 1e-3, "{p:?}");
+        let r = release_gaussian(&[100, 0, 7], &persons, 0.023).unwrap();
+        assert_eq!(r.released().get().len(), 3);
+        assert_eq!(r.preview(), p);
+        assert!(preview_gaussian(&persons, 0.0).is_err());
+    }
+}
+
+mod fits {
+    use crate::zcdp::*;
+
+    #[test]
+    fn fits_agrees_with_the_composed_epsilon() {
+        for (rho, pure) in [(0.3, vec![]), (0.0, vec![0.4, 1.0]), (0.1, vec![0.05; 50])] {
+            let eps = composed_epsilon(rho, 0.2, 1e-7, &pure, 1e-6)
+                .unwrap()
+                .unwrap();
+            assert!(fits(rho, 0.2, 1e-7, &pure, (eps * (1.0 + 1e-9), 1e-6)).unwrap());
+            assert!(!fits(rho, 0.2, 1e-7, &pure, (eps * 0.999, 1e-6)).unwrap());
+        }
+        assert!(!fits(0.0, 0.0, 2e-6, &[], (10.0, 1e-6)).unwrap());
+    }
+}
