@@ -286,6 +286,7 @@ fn service(
         epsilon: 5.0,
         delta: Some(1e-6),
         contribution_bound: None,
+        design: None,
     };
     let (release, _) = runtime.block_on(service.create_release(&analyst, request))?;
     let release_cells: usize = release.indicators().iter().map(|i| i.cells.len()).sum();

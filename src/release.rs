@@ -41,13 +41,16 @@ pub enum ReleaseCommand {
         /// The whole release's epsilon.
         #[arg(long)]
         epsilon: f64,
-        /// A delta, for the origin-to-destination flows (thresholded keys); without it they are
-        /// left out.
+        /// The delta the release's rho is converted at (needed by the default marginal design;
+        /// e.g. 1e-6). With `--equal-split`, only the flows (thresholded keys) use it.
         #[arg(long)]
         delta: Option<f64>,
         /// Records kept per person (default 3).
         #[arg(long)]
         contribution_bound: Option<u32>,
+        /// The earlier rule: pure epsilon split equally over the counts (discrete Laplace).
+        #[arg(long)]
+        equal_split: bool,
     },
     /// List the stored releases, newest first.
     List {
@@ -147,6 +150,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
             epsilon,
             delta,
             contribution_bound,
+            equal_split,
         } => {
             let l = ledger.open()?;
             let who = l
@@ -174,6 +178,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                 epsilon,
                 delta,
                 contribution_bound,
+                design: equal_split.then_some(ctstats_query::release::DesignKind::EqualSplit),
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let (release, fresh) = runtime.block_on(service.create_release(&who, request))?;

@@ -40,6 +40,11 @@ impl<T> Released<T> {
         f(self.0).map(Released)
     }
 
+    /// Two released values, as one pair.
+    pub fn zip<U>(self, other: Released<U>) -> Released<(T, U)> {
+        Released((self.0, other.0))
+    }
+
     /// Released values in order, as one.
     pub fn collect(values: impl IntoIterator<Item = Released<T>>) -> Released<Vec<T>> {
         Released(values.into_iter().map(|r| r.0).collect())

@@ -59,7 +59,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::ledger::Paid;
 use crate::spec::{
-    Bin, Dimension, KeysMode, Measure, SpecErrors, UNKNOWN, ValidatedSpec, ValueColumn,
+    Bin, Dimension, KeysMode, Measure, Period, SpecErrors, UNKNOWN, ValidatedSpec, ValueColumn,
 };
 
 /// How much one person can change a component: the sensitivities the noise is scaled to.
@@ -165,6 +165,48 @@ pub async fn aggregate(
     Ok(assemble(spec, missions, generation, groups))
 }
 
+/// Run `statements` (each over the `records` table of the live files registered in the
+/// period's years) and return their result batches with the manifest generation they read.
+/// `_paid` is the ledger's proof, as for [`aggregate`]: exact values exist only once paid for.
+pub(crate) async fn run_statements(
+    _paid: &Paid,
+    root: &Path,
+    period: Period,
+    statements: &[String],
+) -> Result<(u64, Vec<Vec<RecordBatch>>)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let manifest = Manifest::read(root)?;
+        let keep = |path: &str| {
+            path.split('/').all(|segment| {
+                segment.strip_prefix("year=").is_none_or(|year| {
+                    year.parse::<i32>()
+                        .map_or(true, |y| (period.from.year..=period.to.year).contains(&y))
+                })
+            })
+        };
+        let run = async {
+            let ctx = register(root, &manifest, keep).await?;
+            let mut all = Vec::with_capacity(statements.len());
+            for sql in statements {
+                all.push(ctx.sql(sql).await?.collect().await?);
+            }
+            Ok::<_, PlanError>(all)
+        };
+        match run.await {
+            Ok(all) => return Ok((manifest.generation, all)),
+            Err(PlanError::Engine(e))
+                if attempt < ATTEMPTS
+                    && Manifest::read(root)?.generation != manifest.generation =>
+            {
+                tracing::debug!(error = %e, "dataset changed during the release; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The observed groups: key (dimension keys, then the bin label) → component values, and the
 /// number of rows in the group.
 type Groups = HashMap<Vec<String>, (Vec<i64>, i64)>;
@@ -176,6 +218,20 @@ async fn run(
     missions: &[String],
     sql: &str,
 ) -> Result<Groups> {
+    let ctx = register(root, manifest, |path| {
+        partition_may_match(path, spec, missions)
+    })
+    .await?;
+    let batches = ctx.sql(sql).await?.collect().await?;
+    read_groups(spec, &batches)
+}
+
+/// A session with the manifest's live files that `keep` accepts registered as `records`.
+async fn register(
+    root: &Path,
+    manifest: &Manifest,
+    keep: impl Fn(&str) -> bool,
+) -> Result<SessionContext> {
     let ctx = SessionContext::new();
     let schema = arrow_schema();
     let mut paths = Vec::new();
@@ -189,7 +245,7 @@ async fn run(
                 path: file.path.clone(),
             });
         }
-        if partition_may_match(&file.path, spec, missions) {
+        if keep(&file.path) {
             paths.push(root.join(relative).to_string_lossy().into_owned());
         }
     }
@@ -201,8 +257,7 @@ async fn run(
         let table = ctx.read_parquet(paths, options).await?;
         ctx.register_table(TABLE, table.into_view())?;
     }
-    let batches = ctx.sql(sql).await?.collect().await?;
-    read_groups(spec, &batches)
+    Ok(ctx)
 }
 
 /// Whether a file may hold rows of the query, judged from its hive partition directories
@@ -382,9 +437,15 @@ fn in_domain(column: &str, domain: &[String]) -> String {
 }
 
 fn dim_expr(dim: Dimension, spec: &ValidatedSpec, missions: &[String]) -> String {
+    dimension_expr(dim, spec.period(), missions)
+}
+
+/// The SQL expression of a dimension's key over the `records` table (a null, or a value outside
+/// the public domain, is `unknown`).
+pub(crate) fn dimension_expr(dim: Dimension, period: Period, missions: &[String]) -> String {
     let year = "to_char(registration_month, '%Y')";
     match dim {
-        Dimension::Mission => in_domain("reporting_mission", &dim.domain(missions, spec.period())),
+        Dimension::Mission => in_domain("reporting_mission", &dim.domain(missions, period)),
         Dimension::RegistrationYear => year.to_string(),
         Dimension::RegistrationQuarter => format!(
             "concat({year}, '-Q', CAST((CAST(date_part('month', registration_month) AS BIGINT) \
@@ -392,7 +453,7 @@ fn dim_expr(dim: Dimension, spec: &ValidatedSpec, missions: &[String]) -> String
         ),
         Dimension::RegistrationMonth => "to_char(registration_month, '%Y-%m')".to_string(),
         Dimension::Code { field, .. } | Dimension::Country { field } => {
-            in_domain(field, &dim.domain(missions, spec.period()))
+            in_domain(field, &dim.domain(missions, period))
         }
         Dimension::Flag { field } => format!(
             "CASE WHEN {field} THEN 'yes' WHEN NOT {field} THEN 'no' ELSE {} END",

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::http::{Method, StatusCode};
 use ctstats_ingest::{Dataset, Status};
 use ctstats_query::ledger::{Ledger, Principal, Role};
-use ctstats_query::release::{PeriodKind, ReleaseBody, ReleaseRequest};
+use ctstats_query::release::{DesignKind, PeriodKind, ReleaseBody, ReleaseRequest};
 use ctstats_query::service::{Service, ServiceConfig};
 use ctstats_synth::{Config, FileFormat, generate};
 use serde_json::{Value, json};
@@ -401,6 +401,7 @@ async fn release_intervals_cover_the_ground_truth() {
             epsilon: 3.0,
             delta: None,
             contribution_bound: None,
+            design: Some(DesignKind::EqualSplit),
         };
         let release = released(&engine, &analyst, request).await;
         for indicator in release.indicators() {
@@ -435,6 +436,7 @@ async fn release_intervals_cover_the_ground_truth() {
         epsilon: 5.0,
         delta: Some(1e-6),
         contribution_bound: None,
+        design: Some(DesignKind::EqualSplit),
     };
     let release = released(&engine, &analyst, request).await;
     let flows = &release.indicators()[0].cells;

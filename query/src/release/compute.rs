@@ -11,6 +11,7 @@ use crate::ledger::Paid;
 use crate::plan;
 
 use super::ReleasePlan;
+use super::design;
 
 /// A raw noisy count and the scale of its Laplace noise.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +88,20 @@ fn counts_of(source: &Source, scale: f64, cells: &[Cell]) -> Counts {
     cells
         .iter()
         .map(|cell| {
+            // Flows over the whole period: (mission, citizenship, destination).
+            if source.destination.is_some() && cell.key.len() == 3 {
+                return (
+                    (
+                        cell.key[0].clone(),
+                        String::new(),
+                        format!("{}>{}", cell.key[1], cell.key[2]),
+                    ),
+                    Noisy {
+                        value: cell.estimate,
+                        scale,
+                    },
+                );
+            }
             let key = match (keyed, source.destination) {
                 (false, _) => String::new(),
                 (true, None) => cell.key.get(2).cloned().unwrap_or_default(),
@@ -105,4 +120,35 @@ fn counts_of(source: &Source, scale: f64, cells: &[Cell]) -> Counts {
             )
         })
         .collect()
+}
+
+/// The noisy marginals of a marginal design and the noisy counts of its thresholded queries
+/// (the flows, if asked), and the dataset generation. The caller has charged the plan's loss.
+pub async fn compute_design(
+    paid: &Paid,
+    data: &Path,
+    service_missions: &[String],
+    plan: &ReleasePlan,
+) -> Result<(Released<(Vec<Vec<i64>>, Vec<Counts>)>, u64), String> {
+    let design = plan
+        .design
+        .clone()
+        .ok_or_else(|| "the release has no marginal design".to_string())?;
+    let r = &plan.request;
+    let (exact, generation) = design::exact_marginals(
+        paid,
+        data,
+        &design,
+        &plan.missions,
+        &plan.periods,
+        (r.from, r.to, r.period),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let noisy = tokio::task::spawn_blocking(move || design::noise(&design, &exact))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let (flows, flows_generation) = compute_counts(paid, data, service_missions, plan).await?;
+    Ok((noisy.zip(flows), generation.max(flows_generation)))
 }

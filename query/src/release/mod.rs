@@ -33,6 +33,8 @@
 //! ratio smallest and largest. Reference tables are taken as published, their range included.
 
 mod compute;
+pub mod design;
+pub mod estimate;
 mod plan;
 mod post_process;
 #[cfg(test)]
@@ -41,12 +43,15 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 use crate::answer;
+use crate::dp::Loss;
 use crate::dp::Released;
-use crate::indicators::{Kind, Unit};
+use crate::indicators::{self, Kind, Unit};
 use crate::ledger::{self, Cost};
 
-pub use compute::{Counts, Noisy, compute_counts};
-pub use plan::{DEFAULT_CONTRIBUTION_BOUND, MAX_YEARS, PeriodKind, ReleasePlan, ReleaseRequest};
+pub use compute::{Counts, Noisy, compute_counts, compute_design};
+pub use plan::{
+    DEFAULT_CONTRIBUTION_BOUND, DesignKind, MAX_YEARS, PeriodKind, ReleasePlan, ReleaseRequest,
+};
 pub use post_process::{integer_partition, post_process, project_simplex};
 
 /// One published number.
@@ -126,7 +131,12 @@ pub struct ReleaseInfo {
     pub to: String,
     pub missions: Vec<String>,
     pub level: f64,
+    /// The (epsilon, delta) the release's charge composes to.
     pub cost: Cost,
+    /// What the ledger was charged: rho (zCDP) plus an (epsilon, delta) part; absent in releases
+    /// made before the ledger kept rho.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Loss>,
     pub contribution_bound: u32,
     pub budget_rule: String,
     pub generation: u64,
@@ -254,6 +264,98 @@ impl StoredRelease {
     }
 }
 
+/// What is public about the release of `plan`.
+fn info(plan: &ReleasePlan, created_by: &str, dataset: &str, generation: u64) -> ReleaseInfo {
+    ReleaseInfo {
+        id: 0,
+        name: plan.request.name.clone(),
+        created_at: now(),
+        created_by: created_by.to_string(),
+        dataset: dataset.to_string(),
+        period: plan.request.period,
+        from: plan.periods.first().cloned().unwrap_or_default(),
+        to: plan.periods.last().cloned().unwrap_or_default(),
+        missions: plan.missions.clone(),
+        level: answer::LEVEL,
+        cost: plan.cost,
+        loss: Some(plan.loss),
+        contribution_bound: plan
+            .request
+            .contribution_bound
+            .unwrap_or(DEFAULT_CONTRIBUTION_BOUND),
+        budget_rule: budget_rule(plan),
+        generation,
+    }
+}
+
+/// The release of a marginal design from its noisy marginals and flows (post-processing only).
+pub fn build_design(
+    plan: &ReleasePlan,
+    noisy: Released<(Vec<Vec<i64>>, Vec<Counts>)>,
+    references: &References,
+    created_by: &str,
+    dataset: &str,
+    generation: u64,
+) -> Release {
+    let (indicators, rest) = noisy
+        .map(|(marginals, flows)| {
+            let (mut indicators, sources) = match &plan.design {
+                Some(design) => estimate::indicators(
+                    design,
+                    &plan.indicators,
+                    &plan.missions,
+                    &plan.periods,
+                    &marginals,
+                    references,
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            let whole = format!("{}-{}", plan.request.from, plan.request.to);
+            for ((source, _, _), counts) in plan.queries.iter().zip(&flows) {
+                let Some(indicator) = indicators.iter_mut().find(|i| {
+                    plan.indicators.iter().any(|p| {
+                        p.id == i.id
+                            && matches!(&p.formula, indicators::Formula::Flows { source: s } if s == source)
+                    })
+                }) else {
+                    continue;
+                };
+                let mut cells: Vec<ReleaseCell> = counts
+                    .iter()
+                    .map(|((m, _, key), noisy)| {
+                        let value = noisy.value.round().max(0.0);
+                        let (lo, hi) = noisy.interval(0.05);
+                        ReleaseCell {
+                            mission: m.clone(),
+                            period: whole.clone(),
+                            key: Some(key.clone()),
+                            value: Some(value),
+                            lower: lo.min(value),
+                            upper: hi.max(value),
+                        }
+                    })
+                    .collect();
+                cells.sort_by(|a, b| (&a.mission, &a.key).cmp(&(&b.mission, &b.key)));
+                indicator.cells = cells;
+            }
+            let mut notes = vec![
+                "Measured as one design: the persons and cases marginals per mission and period, each with discrete Gaussian noise at a declared share of the release's rho; every indicator is reconstructed from them by least squares (breakdowns consistent with their total), then published as non-negative integers whose breakdowns sum to the total, and shares in [0, 1]. A person's attributes in a mission and period are those of their first kept record there. Intervals are 95%: counts from the estimates' exact variances, shares and rates by Fieller's method, widened to contain the published value.".to_string(),
+            ];
+            if !plan.indicators.iter().any(|i| i.formula.needs_delta()) {
+                notes.push("Origin to destination flows are not in this release: at about 100 persons a mission and year, the 250 x 250 pairs leave almost no pair above the DP threshold. Ask for `origin_destination_flows` explicitly: they are released per mission over the whole period, with 10% of the epsilon and half the delta.".to_string());
+            }
+            (indicators, (sources, notes))
+        })
+        .split();
+    let (sources, notes) = rest.split();
+    Release {
+        info: info(plan, created_by, dataset, generation),
+        indicators,
+        sources,
+        notes,
+    }
+}
+
 /// The release of `plan` from its noisy counts (post-processing only: no budget).
 pub fn build(
     plan: &ReleasePlan,
@@ -278,25 +380,7 @@ pub fn build(
         notes
     });
     Release {
-        info: ReleaseInfo {
-            id: 0,
-            name: plan.request.name.clone(),
-            created_at: now(),
-            created_by: created_by.to_string(),
-            dataset: dataset.to_string(),
-            period: plan.request.period,
-            from: plan.periods.first().cloned().unwrap_or_default(),
-            to: plan.periods.last().cloned().unwrap_or_default(),
-            missions: plan.missions.clone(),
-            level: answer::LEVEL,
-            cost: plan.cost,
-            contribution_bound: plan
-                .request
-                .contribution_bound
-                .unwrap_or(DEFAULT_CONTRIBUTION_BOUND),
-            budget_rule: budget_rule(plan),
-            generation,
-        },
+        info: info(plan, created_by, dataset, generation),
         indicators,
         sources,
         notes,
@@ -310,6 +394,29 @@ fn now() -> String {
 
 /// The budget split rule, as the release states it.
 pub fn budget_rule(plan: &ReleasePlan) -> String {
+    if let Some(design) = &plan.design {
+        let mut rule = format!(
+            "marginal design: epsilon {} at delta {} converted once to rho {:.6} (zCDP); {} marginals with discrete Gaussian noise at rho shares by declared weight ({}), at most {} records per person",
+            plan.request.epsilon,
+            plan.request.delta.unwrap_or_default(),
+            design.rho,
+            design.marginals.len(),
+            design
+                .marginals
+                .iter()
+                .map(|m| format!("{} w {} sigma {:.2}", m.id.describe(), m.weight, m.sigma))
+                .collect::<Vec<_>>()
+                .join("; "),
+            design.contribution_bound
+        );
+        if !plan.queries.is_empty() {
+            rule.push_str(&format!(
+                "; thresholded flows per mission over the whole period at epsilon {} and delta {}",
+                plan.loss.epsilon, plan.loss.delta
+            ));
+        }
+        return rule;
+    }
     let mut rule = format!(
         "epsilon {} split equally over {} distinct counts (epsilon {} each, discrete Laplace), every mission x period cell of a count sharing it with at most {} records per person",
         plan.request.epsilon,

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::design::Design;
+
 use crate::answer::CostPlan;
+use crate::dp::{self, Loss};
 use crate::indicators::{self, Indicator, Source};
 use crate::ledger::{self, Cost};
 use crate::spec::{
@@ -63,7 +66,28 @@ pub struct ReleaseRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 20)]
     pub contribution_bound: Option<u32>,
+    /// How the budget is spent: `marginals` (default; needs a delta) or `equal_split` (the
+    /// earlier rule: pure epsilon split equally over the counts, discrete Laplace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design: Option<DesignKind>,
 }
+
+/// How a release spends its budget (module docs of `release`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DesignKind {
+    /// The marginals of the persons and cases tables, measured once with discrete Gaussian noise
+    /// (rho by declared weights), every indicator reconstructed by least squares.
+    #[default]
+    Marginals,
+    /// Each distinct count asked separately at an equal share of epsilon (discrete Laplace).
+    EqualSplit,
+}
+
+/// The part of a marginal release's epsilon and delta that goes to thresholded flows, when they
+/// are asked for.
+pub const FLOWS_EPSILON_SHARE: f64 = 0.1;
+pub const FLOWS_DELTA_SHARE: f64 = 0.5;
 
 /// A release request checked against the catalogue and the service's missions, with its plan.
 #[derive(Debug, Clone)]
@@ -74,8 +98,13 @@ pub struct ReleasePlan {
     pub periods: Vec<String>,
     /// The distinct counts, each with its validated query and priced plan.
     pub queries: Vec<(Source, ValidatedSpec, CostPlan)>,
-    /// What the ledger is charged: the queries' costs added in ledger units.
+    /// The (epsilon, delta) the release's charge composes to.
     pub cost: Cost,
+    /// What the ledger is charged: the design's rho, plus the thresholded queries' (epsilon,
+    /// delta) (equal split: the queries' costs added in ledger units).
+    pub loss: Loss,
+    /// The noise plan of a marginal release; `None` for the equal split.
+    pub design: Option<Design>,
     /// A hash of the canonical request: the same request by the same caller is served again.
     pub hash: String,
 }
@@ -145,11 +174,21 @@ impl ReleaseRequest {
             }
         };
         let yearly = self.period == PeriodKind::Year;
+        let kind = self.design.unwrap_or_default();
+        if kind == DesignKind::Marginals && self.delta.is_none() {
+            return Err(error(
+                "delta",
+                "the marginal design converts its rho (zCDP) to (epsilon, delta) once: give a \
+                 delta such as 1e-6, or ask for \"design\": \"equal_split\" (pure epsilon)",
+            ));
+        }
         let indicators: Vec<Indicator> = if self.indicators.is_empty() {
             indicators::catalogue()
                 .into_iter()
                 .filter(|i| yearly || !i.formula.uses_reference())
                 .filter(|i| self.delta.is_some() || !i.formula.needs_delta())
+                // The flows are left out of the default marginal release (module docs).
+                .filter(|i| kind == DesignKind::EqualSplit || !i.formula.needs_delta())
                 .collect()
         } else {
             let mut seen = BTreeSet::new();
@@ -179,6 +218,50 @@ impl ReleaseRequest {
             }
             found
         };
+        let (queries, cost, loss, design) = match kind {
+            DesignKind::EqualSplit => {
+                let (queries, cost) =
+                    self.equal_split(&indicators, &missions, k, service_missions)?;
+                (queries, cost, Loss::approx(cost), None)
+            }
+            DesignKind::Marginals => self.marginals(&indicators, &missions, k, service_missions)?,
+        };
+        let request = ReleaseRequest {
+            name: name.to_string(),
+            indicators: indicators.iter().map(|i| i.id.to_string()).collect(),
+            missions: Some(missions.clone()),
+            contribution_bound: Some(k),
+            design: Some(kind),
+            ..self.clone()
+        };
+        let canonical = serde_json::to_string(&request).unwrap_or_default();
+        let hash = {
+            let mut h = blake3::Hasher::new_derive_key("ctstats release request v1");
+            h.update(canonical.as_bytes());
+            h.finalize().to_hex().to_string()
+        };
+        let periods = periods(self.from, self.to, self.period);
+        Ok(ReleasePlan {
+            request,
+            indicators,
+            missions,
+            periods,
+            queries,
+            cost,
+            loss,
+            design,
+            hash,
+        })
+    }
+
+    /// Today's rule: every distinct count at an equal share of epsilon (discrete Laplace).
+    fn equal_split(
+        &self,
+        indicators: &[Indicator],
+        missions: &[String],
+        k: u32,
+        service_missions: &[String],
+    ) -> Result<(Vec<(Source, ValidatedSpec, CostPlan)>, Cost), SpecErrors> {
         let sources: BTreeSet<Source> = indicators
             .iter()
             .flat_map(|i| i.formula.sources())
@@ -191,7 +274,7 @@ impl ReleaseRequest {
             let delta = delta_share.filter(|_| source.thresholded());
             let spec = query_for(
                 &source,
-                &missions,
+                missions,
                 (self.from, self.to, self.period),
                 k,
                 Budget {
@@ -213,29 +296,86 @@ impl ReleaseRequest {
             epsilon: ledger::at_most(units(|c| c.epsilon)),
             delta: ledger::at_most(units(|c| c.delta)),
         };
-        let request = ReleaseRequest {
-            name: name.to_string(),
-            indicators: indicators.iter().map(|i| i.id.to_string()).collect(),
-            missions: Some(missions.clone()),
-            contribution_bound: Some(k),
-            ..self.clone()
+        Ok((queries, cost))
+    }
+
+    /// The marginal design at the request's (epsilon, delta), less the flows' part if asked.
+    #[allow(clippy::type_complexity)]
+    fn marginals(
+        &self,
+        indicators: &[Indicator],
+        missions: &[String],
+        k: u32,
+        service_missions: &[String],
+    ) -> Result<
+        (
+            Vec<(Source, ValidatedSpec, CostPlan)>,
+            Cost,
+            Loss,
+            Option<Design>,
+        ),
+        SpecErrors,
+    > {
+        let delta = self.delta.unwrap_or_default();
+        let flows: BTreeSet<Source> = indicators
+            .iter()
+            .flat_map(|i| i.formula.sources())
+            .filter(Source::thresholded)
+            .collect();
+        let (flow_epsilon, flow_delta) = if flows.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (
+                ledger::share(self.epsilon * FLOWS_EPSILON_SHARE, flows.len()),
+                ledger::share(delta * FLOWS_DELTA_SHARE, flows.len()),
+            )
         };
-        let canonical = serde_json::to_string(&request).unwrap_or_default();
-        let hash = {
-            let mut h = blake3::Hasher::new_derive_key("ctstats release request v1");
-            h.update(canonical.as_bytes());
-            h.finalize().to_hex().to_string()
+        let mut queries = Vec::new();
+        for source in flows {
+            let mut spec = query_for(
+                &source,
+                missions,
+                (self.from, self.to, self.period),
+                k,
+                Budget {
+                    epsilon: flow_epsilon,
+                    delta: Some(flow_delta),
+                },
+            );
+            // Per mission over the whole period: at ~100 persons a mission-year no pair passes
+            // the threshold.
+            spec.group_by.retain(|d| !d.starts_with("registration_"));
+            let validated = spec.validate(service_missions)?;
+            let plan = CostPlan::new(&validated).map_err(|e| error("epsilon", e.to_string()))?;
+            queries.push((source, validated, plan));
+        }
+        let units = |f: fn(&Cost) -> f64| -> i64 {
+            queries
+                .iter()
+                .map(|(_, _, p)| ledger::units_up(f(&p.total)))
+                .sum()
         };
-        let periods = periods(self.from, self.to, self.period);
-        Ok(ReleasePlan {
-            request,
-            indicators,
-            missions,
-            periods,
-            queries,
-            cost,
-            hash,
-        })
+        let approx = Cost {
+            epsilon: ledger::at_most(units(|c| c.epsilon)),
+            delta: ledger::at_most(units(|c| c.delta)),
+        };
+        let left_epsilon =
+            ledger::at_most(ledger::units_down(self.epsilon) - ledger::units_up(approx.epsilon));
+        let left_delta = delta - approx.delta;
+        let rho =
+            dp::rho_for(left_epsilon, left_delta).map_err(|e| error("epsilon", e.to_string()))?;
+        let design =
+            Design::plan(indicators, rho, k).map_err(|e| error("epsilon", e.to_string()))?;
+        let loss = Loss {
+            rho: design.rho,
+            epsilon: approx.epsilon,
+            delta: approx.delta,
+        };
+        let epsilon = dp::composed_epsilon(loss.rho, loss.epsilon, loss.delta, &[], delta)
+            .map_err(|e| error("epsilon", e.to_string()))?
+            .filter(|e| *e <= self.epsilon)
+            .ok_or_else(|| error("epsilon", "the design does not fit the budget"))?;
+        Ok((queries, Cost { epsilon, delta }, loss, Some(design)))
     }
 }
 

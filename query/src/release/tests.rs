@@ -60,6 +60,7 @@ fn requests_are_checked_and_priced_within_their_budget() {
         epsilon: 1.0,
         delta: None,
         contribution_bound: None,
+        design: Some(DesignKind::EqualSplit),
     };
     let plan = request.plan(&missions).unwrap();
     // Without a delta, every indicator but the thresholded flows.

@@ -10,12 +10,19 @@ use serde_json::Value;
 
 use super::views::{ReferenceLoaded, ReferenceView};
 use super::{Paying, READ_ROLES, RELEASE_ROLES, Service, require};
+use crate::dp::Released;
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{Principal, Role};
 use crate::reference::{self, RowProblem};
 use crate::release::{
     self, ReleaseBody, ReleasePlan, ReleaseRequest, ReleaseSummary, StoredRelease,
 };
+
+/// A paid release's noisy values, by design.
+enum Computed {
+    Design(Released<(Vec<Vec<i64>>, Vec<release::Counts>)>),
+    Counts(Released<Vec<release::Counts>>),
+}
 
 impl Service {
     /// Create a release as `principal` (an analyst): checked, charged once, computed, stored.
@@ -74,9 +81,17 @@ impl Service {
         let computed = {
             let _turn = self.aggregation_turn().await?;
             let config = self.config();
-            release::compute_counts(&paid, &config.data, &config.missions, &plan).await
+            if plan.design.is_some() {
+                release::compute_design(&paid, &config.data, &config.missions, &plan)
+                    .await
+                    .map(|(noisy, generation)| (Computed::Design(noisy), generation))
+            } else {
+                release::compute_counts(&paid, &config.data, &config.missions, &plan)
+                    .await
+                    .map(|(counts, generation)| (Computed::Counts(counts), generation))
+            }
         };
-        let (counts, generation) = match computed {
+        let (computed, generation) = match computed {
             Ok(c) => c,
             Err(e) => {
                 self.audit(&principal, "release", detail, Some(plan.cost), "failed")
@@ -92,14 +107,24 @@ impl Service {
                 ))
             })
             .await?;
-        let built = release::build(
-            &plan,
-            counts,
-            &references,
-            &principal.name,
-            &dataset,
-            generation,
-        );
+        let built = match computed {
+            Computed::Design(noisy) => release::build_design(
+                &plan,
+                noisy,
+                &references,
+                &principal.name,
+                &dataset,
+                generation,
+            ),
+            Computed::Counts(counts) => release::build(
+                &plan,
+                counts,
+                &references,
+                &principal.name,
+                &dataset,
+                generation,
+            ),
+        };
         let stored = built.clone();
         let ds = dataset.clone();
         let id = self
