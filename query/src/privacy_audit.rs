@@ -233,10 +233,26 @@ struct Verdict {
 /// Audit `pipeline` at the declared `(epsilon, delta)`.
 fn audit(pipeline: &Pipeline, epsilon: f64, delta: f64) -> Verdict {
     let differ = differing(&pipeline.d, &pipeline.d_prime);
+    audit_runs(
+        differ,
+        &|on_d, n| pipeline.runs(if on_d { &pipeline.d } else { &pipeline.d_prime }, n),
+        (epsilon, delta),
+        RUNS,
+    )
+}
+
+/// Audit a mechanism given the released cells whose truth differs between `D` and `D'`, and
+/// `runs(on_d, n)`: `n` releases on `D` (or `D'`).
+fn audit_runs(
+    differ: Vec<String>,
+    runs: &dyn Fn(bool, usize) -> Vec<Run>,
+    (epsilon, delta): (f64, f64),
+    n: usize,
+) -> Verdict {
     assert!(!differ.is_empty(), "D and D' give the same aggregates");
-    let pilot: Vec<Run> = [&pipeline.d, &pipeline.d_prime]
+    let pilot: Vec<Run> = [true, false]
         .iter()
-        .flat_map(|a| pipeline.runs(a, RUNS / 10))
+        .flat_map(|on_d| runs(*on_d, n / 10))
         .collect();
     // A quantile's cells are not its aggregates' (bins): then every released cell is tested.
     let released: BTreeSet<&String> = pilot.iter().flat_map(|r| r.keys()).collect();
@@ -248,11 +264,11 @@ fn audit(pipeline: &Pipeline, epsilon: f64, delta: f64) -> Verdict {
         cells = released.into_iter().cloned().collect();
     }
     let events = events(&cells, &pilot);
-    let on_d = pipeline.runs(&pipeline.d, RUNS);
-    let on_d_prime = pipeline.runs(&pipeline.d_prime, RUNS);
+    let on_d = runs(true, n);
+    let on_d_prime = runs(false, n);
 
     let beta = ALPHA / (4.0 * events.len() as f64);
-    let h = ((1.0 / beta).ln() / (2.0 * RUNS as f64)).sqrt();
+    let h = ((1.0 / beta).ln() / (2.0 * n as f64)).sqrt();
     let frequency = |runs: &[Run], e: &Event| {
         runs.iter().filter(|r| e.holds(r)).count() as f64 / runs.len() as f64
     };
@@ -475,5 +491,150 @@ fn the_noise_added_has_the_declared_distribution_and_a_wrong_one_is_told_apart()
                 "{name}: the check cannot tell scale {scale} from {wrong}"
             );
         }
+    }
+}
+
+/// The release path of the marginal design: the exact marginals of `D` and `D'` through
+/// DataFusion, then OpenDP's noise and the least-squares reconstruction, on every run.
+mod design {
+    use super::*;
+    use crate::release::design::{self, Design};
+    use crate::release::{DesignKind, PeriodKind, ReleasePlan, ReleaseRequest, estimate};
+
+    /// Runs per dataset: a release reconstructs every indicator, so fewer than for a query.
+    const DESIGN_RUNS: usize = 8_000;
+
+    struct DesignPipeline {
+        plan: ReleasePlan,
+        noised: Design,
+        exact: [Vec<Vec<i64>>; 2],
+    }
+
+    fn exact(recs: &[Rec], plan: &ReleasePlan) -> Vec<Vec<i64>> {
+        let dir = tempfile::tempdir().unwrap();
+        write_dataset(dir.path(), recs);
+        block_on(design::exact_marginals(
+            &Paid::for_tests(),
+            dir.path(),
+            plan.design.as_ref().unwrap(),
+            &plan.missions,
+            &plan.periods,
+            (2004, 2005, PeriodKind::Year),
+        ))
+        .unwrap()
+        .0
+    }
+
+    impl DesignPipeline {
+        fn new() -> DesignPipeline {
+            let request = ReleaseRequest {
+                name: "audit".into(),
+                indicators: [
+                    "persons_assisted",
+                    "cases",
+                    "persons_by_gender",
+                    "exploitation_type_share",
+                ]
+                .map(String::from)
+                .to_vec(),
+                missions: None,
+                from: 2004,
+                to: 2005,
+                period: PeriodKind::Year,
+                epsilon: 1.0,
+                delta: Some(1e-6),
+                contribution_bound: Some(2),
+                design: Some(DesignKind::Marginals),
+            };
+            let plan = request.plan(&missions()).unwrap();
+            let design = plan.design.clone().unwrap();
+            let noised = design;
+            let recs = dataset();
+            DesignPipeline {
+                exact: [exact(&recs, &plan), exact(&neighbour(&recs), &plan)],
+                plan,
+                noised,
+            }
+        }
+
+        /// The published cells of a release computed from `marginals`, keyed
+        /// `indicator|mission|period|key`.
+        fn cells(&self, design: &Design, marginals: &[Vec<i64>]) -> Run {
+            let p = &self.plan;
+            let (indicators, _) = estimate::indicators(
+                design,
+                &p.indicators,
+                &p.missions,
+                &p.periods,
+                marginals,
+                &Default::default(),
+            );
+            indicators
+                .iter()
+                .flat_map(|i| {
+                    i.cells.iter().filter_map(|c| {
+                        c.value.map(|v| {
+                            (
+                                format!(
+                                    "{}|{}|{}|{}",
+                                    i.id,
+                                    c.mission,
+                                    c.period,
+                                    c.key.as_deref().unwrap_or("")
+                                ),
+                                v,
+                            )
+                        })
+                    })
+                })
+                .collect()
+        }
+
+        fn runs(&self, on_d: bool, n: usize) -> Vec<Run> {
+            let exact = &self.exact[usize::from(!on_d)];
+            let reconstruct = self.plan.design.as_ref().unwrap();
+            (0..n)
+                .map(|_| {
+                    let noisy = design::noise(&self.noised, exact).unwrap().into_inner();
+                    self.cells(reconstruct, &noisy)
+                })
+                .collect()
+        }
+
+        fn differing(&self) -> Vec<String> {
+            let design = self.plan.design.as_ref().unwrap();
+            let (a, b) = (
+                self.cells(design, &self.exact[0]),
+                self.cells(design, &self.exact[1]),
+            );
+            a.keys()
+                .chain(b.keys())
+                .filter(|k| a.get(*k) != b.get(*k))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+
+        fn audit(&self) -> Verdict {
+            let cost = self.plan.cost;
+            let verdict = audit_runs(
+                self.differing(),
+                &|on_d, n| self.runs(on_d, n),
+                (cost.epsilon, cost.delta),
+                DESIGN_RUNS,
+            );
+            eprintln!("audit of the marginal design: {verdict:?}");
+            verdict
+        }
+    }
+
+    #[test]
+    fn audit_the_marginal_design() {
+        let pipeline = DesignPipeline::new();
+        assert!(pipeline.plan.cost.epsilon <= 1.0);
+        let verdict = pipeline.audit();
+        assert!(verdict.events >= 3, "too few events to test");
+        assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
     }
 }

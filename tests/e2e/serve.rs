@@ -1193,7 +1193,7 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             Some(t.analyst.as_str()),
             Some(
                 json!({"name": "route test", "indicators": ["persons_assisted", "coverage_vs_estimated"],
-                        "from": 2003, "to": 2008, "epsilon": 0.5}),
+                        "from": 2003, "to": 2008, "epsilon": 0.5, "delta": 1e-6}),
             ),
             Class::DpCharged,
         ),

@@ -73,7 +73,20 @@ pub struct ReleaseRequest {
 }
 
 /// How a release spends its budget (module docs of `release`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DesignKind {
     /// The marginals of the persons and cases tables, measured once with discrete Gaussian noise

@@ -110,3 +110,61 @@ fn requests_are_checked_and_priced_within_their_budget() {
     };
     assert_eq!(free.plan(&missions).unwrap_err().0[0].field, "epsilon");
 }
+
+#[test]
+fn a_marginal_release_is_charged_its_rho_once_converted() {
+    let missions = vec!["KGZ".to_string(), "UKR".to_string()];
+    let request = ReleaseRequest {
+        name: "HQ".into(),
+        indicators: vec![],
+        missions: None,
+        from: 2003,
+        to: 2008,
+        period: PeriodKind::Year,
+        epsilon: 5.0,
+        delta: Some(1e-6),
+        contribution_bound: None,
+        design: None,
+    };
+    let plan = request.plan(&missions).unwrap();
+    let design = plan.design.as_ref().unwrap();
+    // Without flows in the default release, the charge is the design's rho alone.
+    assert!(plan.indicators.iter().all(|i| !i.formula.needs_delta()));
+    assert_eq!(plan.loss.epsilon, 0.0);
+    assert_eq!(plan.loss.rho, design.rho);
+    // The rho charged is the marginals' rho by OpenDP's map, added: each marginal at its sigma.
+    let sum: f64 = design.marginals.iter().map(|m| m.rho).sum();
+    assert!(design.rho >= sum * (1.0 - 1e-9) && design.rho <= sum * (1.0 + 1e-9));
+    for m in &design.marginals {
+        let again = crate::dp::preview_gaussian(&m.sensitivity, m.rho).unwrap();
+        assert!(
+            again.rho <= m.rho && again.scale >= m.sigma * (1.0 - 1e-6),
+            "{m:?}"
+        );
+    }
+    // The (epsilon, delta) is that rho converted once: within the budget, and far below the
+    // same marginals converted one by one at an equal share of delta and added.
+    assert!(
+        plan.cost.epsilon <= 5.0 && plan.cost.epsilon > 4.99,
+        "{:?}",
+        plan.cost
+    );
+    let n = design.marginals.len() as f64;
+    let one_by_one: f64 = design
+        .marginals
+        .iter()
+        .map(|m| crate::dp::epsilon_of_rho(m.rho, 1e-6 / n).unwrap())
+        .sum();
+    assert!(one_by_one > 2.0 * plan.cost.epsilon, "{one_by_one}");
+    // The weights are the catalogue's constants, not the data's: the same plan every time.
+    assert_eq!(
+        request.plan(&missions).unwrap().design.as_ref(),
+        Some(design)
+    );
+    // Without a delta the marginal design is refused, naming the field.
+    let no_delta = ReleaseRequest {
+        delta: None,
+        ..request
+    };
+    assert_eq!(no_delta.plan(&missions).unwrap_err().0[0].field, "delta");
+}
