@@ -16,6 +16,8 @@
 
 mod audit;
 mod budgets;
+#[cfg(test)]
+mod fixture_v1;
 mod principals;
 mod stores;
 #[cfg(test)]
