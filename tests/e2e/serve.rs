@@ -737,9 +737,11 @@ async fn a_thousand_concurrent_queries_never_overspend() {
         "overspent: {}",
         budget.epsilon_spent
     );
-    // Spent = the sum of the recorded charges = the sum charged to the answered queries
-    // (costs are stored rounded up to 1e-12).
-    assert!((recorded.epsilon - budget.epsilon_spent).abs() < 1e-12);
+    // Laplace queries are pure-DP charges: spent = the sum of the recorded charges = the sum
+    // charged to the answered queries (costs are stored rounded up to 1e-12).
+    assert_eq!((recorded.rho, recorded.approx_delta), (0.0, 0.0));
+    let recorded: f64 = recorded.pure.iter().sum();
+    assert!((recorded - budget.epsilon_spent).abs() < 1e-12);
     assert!((budget.epsilon_spent - charged).abs() < 1e-9 * answered as f64);
     let charges = ledger.charges(&s.tokens.analyst_id, DATASET).unwrap();
     assert_eq!(charges.len(), answered);
@@ -1618,7 +1620,7 @@ fn a_killed_server_leaves_a_ledger_consistent_with_what_it_released() {
     }
     // The budget spent is exactly the sum of the charges; charges without a stored answer are
     // queries cut off by the kill (budget lost, nothing released).
-    let total: f64 = charges.iter().map(|c| c.cost.epsilon).sum();
+    let total: f64 = charges.iter().map(|c| c.loss.epsilon).sum();
     assert!((total - budget.epsilon_spent).abs() < 1e-9);
     let unreleased = charges.iter().filter(|c| !c.released).count();
     println!(

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::views::{ReferenceLoaded, ReferenceView};
 use super::{Paying, READ_ROLES, RELEASE_ROLES, Service, require};
+use crate::dp::Loss;
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{Principal, Role};
 use crate::reference::{self, RowProblem};
@@ -52,7 +53,13 @@ impl Service {
             serde_json::to_string(&plan.request).map_err(EngineError::internal)?
         );
         let paid = match self
-            .pay(&principal, "release", &hash, plan.cost, &detail)
+            .pay(
+                &principal,
+                "release",
+                &hash,
+                Loss::approx(plan.cost),
+                &detail,
+            )
             .await?
         {
             Paying::Reused { answer, .. } => {
@@ -79,8 +86,14 @@ impl Service {
         let (counts, generation) = match computed {
             Ok(c) => c,
             Err(e) => {
-                self.audit(&principal, "release", detail, Some(plan.cost), "failed")
-                    .await?;
+                self.audit(
+                    &principal,
+                    "release",
+                    detail,
+                    Some(Loss::approx(plan.cost)),
+                    "failed",
+                )
+                .await?;
                 return Err(EngineError::internal(e));
             }
         };
@@ -111,8 +124,14 @@ impl Service {
                 })
             })
             .await?;
-        self.audit(&principal, "release", detail, Some(plan.cost), "answered")
-            .await?;
+        self.audit(
+            &principal,
+            "release",
+            detail,
+            Some(Loss::approx(plan.cost)),
+            "answered",
+        )
+        .await?;
         let mut release = built;
         release.info.id = id;
         Ok((ReleaseBody::Fresh(release), true))
