@@ -70,7 +70,7 @@ pub enum Refusal {
 }
 
 /// A budget's limit in stored units.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Limit {
     epsilon: i64,
     delta: i64,
@@ -78,7 +78,7 @@ struct Limit {
 }
 
 /// Charges in stored units, in the terms they compose in.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Units {
     rho: i64,
     approx_epsilon: i64,
@@ -161,11 +161,39 @@ impl Units {
         };
         if limit.rho.is_some() {
             b.rho_spent = amount(self.rho.saturating_add(self.pure_as_rho()));
-        } else if self.rho == 0 {
-            b.epsilon_spent = amount(self.basic_epsilon());
         } else {
-            b.epsilon_spent = self.spend().epsilon_at(b.delta_total)?.unwrap_or(f64::MAX);
+            // Sequential composition exactly in units, when there is no rho; the best valid
+            // composition otherwise, or where moving pure charges into rho does better.
+            let composed = self.spend().epsilon_at(b.delta_total)?.unwrap_or(f64::MAX);
+            b.epsilon_spent = if self.rho == 0 {
+                composed.min(amount(self.basic_epsilon()))
+            } else {
+                composed
+            };
         }
+        Ok(b)
+    }
+}
+
+/// The most budget views [`Views`] keeps; it starts afresh beyond.
+const MAX_VIEWS: usize = 256;
+
+/// A cache of budget views: a view is a function of the limit and the charges alone.
+#[derive(Debug, Default)]
+pub(super) struct Views(Mutex<std::collections::HashMap<(Limit, Units), Budget>>);
+
+impl Views {
+    fn get(&self, limit: &Limit, units: &Units) -> Result<Budget> {
+        let mut views = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (*limit, units.clone());
+        if let Some(b) = views.get(&key) {
+            return Ok(*b);
+        }
+        let b = units.budget(limit)?;
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(key, b);
         Ok(b)
     }
 }
@@ -253,14 +281,16 @@ impl Ledger {
              ON CONFLICT (principal_id, dataset) DO UPDATE SET epsilon_total = ?3, delta_total = ?4, rho_total = ?5",
             params![principal_id, dataset, limit.epsilon, limit.delta, limit.rho],
         )?;
-        let budget = read_budget(&tx, principal_id, dataset)?.expect("just set");
+        let budget = self
+            .read_budget(&tx, principal_id, dataset)?
+            .expect("just set");
         tx.commit()?;
         Ok(budget)
     }
 
     pub fn budget(&self, principal_id: &str, dataset: &str) -> Result<Option<Budget>> {
         let conn = self.conn();
-        read_budget(&conn, principal_id, dataset)
+        self.read_budget(&conn, principal_id, dataset)
     }
 
     /// Set the dataset-wide budget: every charge on `dataset`, by any principal, counts against
@@ -278,7 +308,7 @@ impl Ledger {
              set_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
             params![dataset, limit.epsilon, limit.delta, limit.rho],
         )?;
-        let budget = read_dataset_budget(&tx, dataset)?.expect("just set");
+        let budget = self.read_dataset_budget(&tx, dataset)?.expect("just set");
         tx.commit()?;
         Ok(budget)
     }
@@ -287,7 +317,7 @@ impl Ledger {
     /// (no dataset-wide cap).
     pub fn dataset_budget(&self, dataset: &str) -> Result<Option<Budget>> {
         let conn = self.conn();
-        read_dataset_budget(&conn, dataset)
+        self.read_dataset_budget(&conn, dataset)
     }
 
     /// Charge `loss` for `query_hash` before the answer is computed (see the module docs): in one
@@ -320,26 +350,29 @@ impl Ledger {
             )
             .optional()?;
         if let Some(answer) = released {
-            let budget = principal_units(&tx, principal_id, dataset)?.budget(&limit)?;
+            let units = principal_units(&tx, principal_id, dataset)?;
+            let budget = self.views.get(&limit, &units)?;
             return Ok(Charge::Reused { answer, budget });
         }
-        let mut mine = principal_units(&tx, principal_id, dataset)?;
+        let before = principal_units(&tx, principal_id, dataset)?;
+        let mut mine = before.clone();
         mine.add(&new);
         if let Some(reason) = mine.check(&limit)? {
             return Ok(Charge::Refused {
                 by: Scope::Principal,
                 reason,
-                budget: principal_units(&tx, principal_id, dataset)?.budget(&limit)?,
+                budget: self.views.get(&limit, &before)?,
             });
         }
         if let Some(dataset_limit) = dataset_limit(&tx, dataset)? {
-            let mut all = dataset_units(&tx, dataset)?;
+            let before = dataset_units(&tx, dataset)?;
+            let mut all = before.clone();
             all.add(&new);
             if let Some(reason) = all.check(&dataset_limit)? {
                 return Ok(Charge::Refused {
                     by: Scope::Dataset,
                     reason,
-                    budget: dataset_units(&tx, dataset)?.budget(&dataset_limit)?,
+                    budget: self.views.get(&dataset_limit, &before)?,
                 });
             }
         }
@@ -348,8 +381,10 @@ impl Ledger {
             params![principal_id, dataset, query_hash, new.rho, new.epsilon, new.delta],
         )?;
         let charge_id = tx.last_insert_rowid();
-        let budget = mine.budget(&limit)?;
         tx.commit()?;
+        drop(conn);
+        // Composed after the commit, so neither the write lock nor the connection is held.
+        let budget = self.views.get(&limit, &mine)?;
         Ok(Charge::Charged {
             paid: Paid { charge_id, loss },
             budget,
@@ -503,7 +538,7 @@ fn units_where(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT epsilon FROM charges WHERE {condition} AND delta = 0 AND epsilon > 0"
+        "SELECT epsilon FROM charges WHERE {condition} AND delta = 0 AND epsilon > 0 ORDER BY id"
     ))?;
     let pure = stmt
         .query_map(args, |r| r.get(0))?
@@ -532,22 +567,25 @@ fn dataset_units(conn: &Connection, dataset: &str) -> rusqlite::Result<Units> {
     units_where(conn, "dataset = ?1", &[&dataset])
 }
 
-pub(super) fn read_budget(
-    conn: &Connection,
-    principal_id: &str,
-    dataset: &str,
-) -> Result<Option<Budget>> {
-    let Some(limit) = principal_limit(conn, principal_id, dataset)? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        principal_units(conn, principal_id, dataset)?.budget(&limit)?,
-    ))
-}
+impl Ledger {
+    fn read_budget(
+        &self,
+        conn: &Connection,
+        principal_id: &str,
+        dataset: &str,
+    ) -> Result<Option<Budget>> {
+        let Some(limit) = principal_limit(conn, principal_id, dataset)? else {
+            return Ok(None);
+        };
+        let units = principal_units(conn, principal_id, dataset)?;
+        Ok(Some(self.views.get(&limit, &units)?))
+    }
 
-fn read_dataset_budget(conn: &Connection, dataset: &str) -> Result<Option<Budget>> {
-    let Some(limit) = dataset_limit(conn, dataset)? else {
-        return Ok(None);
-    };
-    Ok(Some(dataset_units(conn, dataset)?.budget(&limit)?))
+    fn read_dataset_budget(&self, conn: &Connection, dataset: &str) -> Result<Option<Budget>> {
+        let Some(limit) = dataset_limit(conn, dataset)? else {
+            return Ok(None);
+        };
+        let units = dataset_units(conn, dataset)?;
+        Ok(Some(self.views.get(&limit, &units)?))
+    }
 }

@@ -236,6 +236,9 @@ pub enum Charge {
 #[derive(Debug)]
 pub struct Ledger {
     conn: Mutex<Connection>,
+    /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
+    /// a refused charge leaves the charges as they were, so its view is asked again and again).
+    views: budgets::Views,
 }
 
 /// The schema as version 1 wrote it (`user_version` 0); `migrate` takes it to the current one.
@@ -320,6 +323,7 @@ impl Ledger {
         migrate::migrate(&mut conn)?;
         Ok(Ledger {
             conn: Mutex::new(conn),
+            views: budgets::Views::default(),
         })
     }
 

@@ -608,7 +608,10 @@ fn fixture() -> std::path::PathBuf {
 /// One version-1 charge row: (id, principal, epsilon units, delta units, answer).
 type V1Charge = (i64, String, i64, i64, Option<String>);
 
-fn v1_rows(path: &std::path::Path) -> (Vec<V1Charge>, Vec<(String, i64, i64, i64, i64)>) {
+/// One version-1 budget row: (principal, epsilon and delta totals, epsilon and delta spent).
+type V1Budget = (String, i64, i64, i64, i64);
+
+fn v1_rows(path: &std::path::Path) -> (Vec<V1Charge>, Vec<V1Budget>) {
     let conn = rusqlite::Connection::open(path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
