@@ -16,7 +16,7 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use ctstats_ingest::read::{Format, Progress, ReadOptions};
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
-use ctstats_query::ledger::Cost as Loss;
+use ctstats_query::dp::Loss;
 use ctstats_query::ledger::{Charge, Ledger, Role};
 use ctstats_query::release::{
     DesignKind, PeriodKind, References, ReleaseIndicator, ReleaseRequest, design, estimate,

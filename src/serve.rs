@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use ctstats_ingest::read::Progress;
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
 use ctstats_query::error::Code;
-use ctstats_query::ledger::{Ledger, Role};
+use ctstats_query::ledger::{Ledger, Role, Total};
 use ctstats_query::service::{
     DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig, UploadError, UploadOutcome, UploadRequest, Uploader,
 };
@@ -251,6 +251,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let dataset = state.config().dataset.clone();
+        if state.ledger().dataset_budget(&dataset)?.is_none() {
+            tracing::warn!(
+                dataset = %dataset,
+                "no dataset-wide privacy budget is set: each principal's budget is capped, the \
+                 dataset's total loss is not; set one with `ctstats budget set --dataset`"
+            );
+        }
         println!(
             "ctstats serving dataset {} on http://{addr} (uploads {}); OpenAPI at http://{addr}/openapi.json",
             state.config().dataset,
@@ -313,24 +321,40 @@ pub enum PrincipalCommand {
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum BudgetCommand {
-    /// Set a principal's total budget on the dataset; what was spent stays spent.
+    /// Set a principal's total budget on the dataset, or with `--dataset` the dataset-wide
+    /// budget (over every charge by every principal); what was spent stays spent.
     Set {
         #[command(flatten)]
         ledger: LedgerArgs,
+        #[command(flatten)]
+        whose: Whose,
+        /// An (epsilon, delta) budget's epsilon.
+        #[arg(long, required_unless_present = "rho", conflicts_with = "rho")]
+        epsilon: Option<f64>,
+        #[arg(long, requires = "epsilon")]
+        delta: Option<f64>,
+        /// A zCDP budget instead of (epsilon, delta).
         #[arg(long)]
-        principal: String,
-        #[arg(long)]
-        epsilon: f64,
-        #[arg(long, default_value_t = 0.0)]
-        delta: f64,
+        rho: Option<f64>,
     },
-    /// Show a principal's budget on the dataset.
+    /// Show a principal's budget on the dataset, or with `--dataset` the dataset-wide one.
     Show {
         #[command(flatten)]
         ledger: LedgerArgs,
-        #[arg(long)]
-        principal: String,
+        #[command(flatten)]
+        whose: Whose,
     },
+}
+
+/// A principal's budget, or the dataset-wide one.
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct Whose {
+    #[arg(long)]
+    principal: Option<String>,
+    /// The dataset-wide budget.
+    #[arg(long)]
+    dataset: bool,
 }
 
 pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
@@ -382,28 +406,69 @@ pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
 }
 
 pub fn budget(command: &BudgetCommand) -> anyhow::Result<()> {
-    let (ledger, principal) = match command {
-        BudgetCommand::Set {
-            ledger, principal, ..
+    let (ledger, whose) = match command {
+        BudgetCommand::Set { ledger, whose, .. } | BudgetCommand::Show { ledger, whose } => {
+            (ledger, whose)
         }
-        | BudgetCommand::Show { ledger, principal } => (ledger, principal),
     };
     let dataset = ledger.dataset()?;
     let l = ledger.open()?;
-    let b = match command {
-        BudgetCommand::Set { epsilon, delta, .. } => {
-            l.set_budget(principal, &dataset, *epsilon, *delta)?
+    let b = match (command, &whose.principal) {
+        (
+            BudgetCommand::Set {
+                epsilon,
+                delta,
+                rho,
+                ..
+            },
+            principal,
+        ) => {
+            let total = match (epsilon, rho) {
+                (Some(epsilon), None) => Total::Approx {
+                    epsilon: *epsilon,
+                    delta: delta.unwrap_or(0.0),
+                },
+                (None, Some(rho)) => Total::Rho { rho: *rho },
+                _ => bail!("give --epsilon (and --delta) or --rho"),
+            };
+            Some(match principal {
+                Some(p) => l.set_total(p, &dataset, total)?,
+                None => l.set_dataset_budget(&dataset, total)?,
+            })
         }
-        BudgetCommand::Show { .. } => l
-            .budget(principal, &dataset)?
-            .with_context(|| format!("no budget for {principal} on dataset {dataset}"))?,
+        (BudgetCommand::Show { .. }, Some(p)) => Some(
+            l.budget(p, &dataset)?
+                .with_context(|| format!("no budget for {p} on dataset {dataset}"))?,
+        ),
+        (BudgetCommand::Show { .. }, None) => l.dataset_budget(&dataset)?,
     };
-    println!(
-        "{principal} on {dataset}: epsilon {} of {} left, delta {} of {} left",
-        b.epsilon_left(),
-        b.epsilon_total,
-        b.delta_left(),
-        b.delta_total
-    );
+    let who = match &whose.principal {
+        Some(p) => format!("{p} on {dataset}"),
+        None => format!("dataset {dataset} (all principals together)"),
+    };
+    match b {
+        None => {
+            println!("{who}: no dataset-wide budget is set (nothing caps the dataset's total loss)")
+        }
+        Some(b) => match b.rho_total {
+            Some(total) => println!(
+                "{who}: rho {} of {total} left (spent rho {}, pure epsilon {})",
+                b.rho_left().unwrap_or(0.0),
+                b.rho_spent,
+                b.pure_epsilon_spent
+            ),
+            None => println!(
+                "{who}: epsilon {} of {} left, delta {} of {} left (composed: rho {}, pure \
+                 epsilon {}, approximate epsilon {})",
+                b.epsilon_left(),
+                b.epsilon_total,
+                b.delta_left(),
+                b.delta_total,
+                b.rho_spent,
+                b.pure_epsilon_spent,
+                b.approx_epsilon_spent
+            ),
+        },
+    }
     Ok(())
 }

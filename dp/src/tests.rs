@@ -556,6 +556,12 @@ mod zcdp {
         assert_eq!(r.released().get().len(), 3);
         assert_eq!(r.preview(), p);
         assert!(preview_gaussian(&persons, 0.0).is_err());
+        // The rho re-derived from the scale is the map the release was charged.
+        assert_eq!(rho_of_gaussian(p.scale, &persons).unwrap(), p.rho);
+        let wider = rho_of_gaussian(p.scale * 2.0, &persons).unwrap();
+        assert!((wider - p.rho / 4.0).abs() < 1e-6 * p.rho, "{wider}");
+        assert!(rho_of_gaussian(0.0, &persons).is_err());
+        assert!(rho_of_gaussian(f64::NAN, &persons).is_err());
     }
 }
 

@@ -268,6 +268,19 @@ fn rho_at(m: &ZMeasurement, sensitivity: &Sensitivity) -> Result<f64> {
         .map_err(opendp("evaluating the zCDP map"))
 }
 
+/// The rho of a discrete Gaussian of noise scale `scale` (sigma) at `sensitivity`: OpenDP's zCDP
+/// map of that measurement. For re-deriving what an already-released Gaussian answer cost in
+/// zCDP terms (the ledger's migration from (epsilon, delta) charges), from its stored scale.
+pub fn rho_of_gaussian(scale: f64, sensitivity: &Sensitivity) -> Result<f64> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(DpError::InvalidBudget(format!(
+            "a Gaussian noise scale is positive and finite (got {scale})"
+        )));
+    }
+    sensitivity.check()?;
+    rho_at(&gaussian(scale)?, sensitivity)
+}
+
 static GAUSSIAN_CALIBRATIONS: Calibrations<GaussianPreview> = Calibrations::new();
 
 /// The smallest sigma (to a few parts in 10^9) whose zCDP map at `sensitivity` is at most

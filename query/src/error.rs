@@ -68,6 +68,7 @@ codes! {
     Forbidden = "forbidden", Forbidden;
     NoBudget = "no_budget", Forbidden;
     BudgetExhausted = "budget_exhausted", Forbidden;
+    DatasetBudgetExhausted = "dataset_budget_exhausted", Forbidden;
     InvalidJson = "invalid_json", Invalid;
     InvalidBody = "invalid_body", Invalid;
     EmptyBody = "empty_body", Invalid;

@@ -34,6 +34,9 @@ pub struct Admin;
 /// NGOs: their own uploads.
 #[derive(Debug)]
 pub struct Ngo;
+/// Admins and analysts: the dataset-wide budget.
+#[derive(Debug)]
+pub struct DatasetReader;
 
 impl Roles for Querier {
     const ROLES: &'static [Role] = QUERY_ROLES;
@@ -46,6 +49,9 @@ impl Roles for Reader {
 }
 impl Roles for Admin {
     const ROLES: &'static [Role] = &[Role::Admin];
+}
+impl Roles for DatasetReader {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Analyst];
 }
 impl Roles for Ngo {
     const ROLES: &'static [Role] = &[Role::Ngo];

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod batches;
 mod budget;
 mod dashboard;
+mod dataset_budget;
 mod dimensions;
 mod docs;
 pub mod error;
@@ -139,6 +140,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/principals/{id}", delete(principals::revoke_principal))
         .route("/v1/principals/{id}/budget", put(principals::set_budget))
+        .route(
+            "/v1/dataset/budget",
+            get(dataset_budget::dataset_budget).put(dataset_budget::set_dataset_budget),
+        )
         .route("/v1/audit", get(audit::audit_log))
         .route("/v1/indicators", get(dimensions::list_indicators))
         .route(

@@ -9,7 +9,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{AppState, audit, batches, budget, dashboard, dimensions, principals, query};
+use crate::query;
+use crate::{AppState, audit, batches, budget, dashboard, dataset_budget, dimensions, principals};
 use crate::{reference, releases};
 
 struct BearerAuth;
@@ -36,7 +37,8 @@ impl Modify for BearerAuth {
     paths(
         query::query, query::preview, budget::budget, dimensions::dimensions, batches::upload,
         batches::list_batches, principals::list_principals, principals::add_principal,
-        principals::revoke_principal, principals::set_budget, audit::audit_log, openapi_json,
+        principals::revoke_principal, principals::set_budget, dataset_budget::dataset_budget,
+        dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
         dimensions::list_indicators, releases::create_release, releases::list_releases,
         releases::get_release, reference::get_reference, reference::put_reference,
         dashboard::dashboard

@@ -1,4 +1,5 @@
 use super::*;
+use crate::dp::Loss;
 use crate::plan::Component;
 use crate::spec::QuerySpec;
 
@@ -89,13 +90,15 @@ fn budgets_typed_as_decimals_are_spent_to_the_last_unit() {
         ledger.set_budget(&p.id, "ds", 1.0, 1e-6).unwrap();
         let plan = CostPlan::new(&spec(&format!("{{{query},{PERIOD}}}"))).unwrap();
         for q in 0..10 {
-            let charge = ledger.charge(&p.id, "ds", &format!("q{q}"), plan.total);
+            let charge = ledger.charge(&p.id, "ds", &format!("q{q}"), Loss::approx(plan.total));
             assert!(
                 matches!(charge, Ok(ledger::Charge::Charged { .. })),
                 "{query}: query {q} refused: {charge:?} {plan:?}"
             );
         }
-        let charge = ledger.charge(&p.id, "ds", "q10", plan.total).unwrap();
+        let charge = ledger
+            .charge(&p.id, "ds", "q10", Loss::approx(plan.total))
+            .unwrap();
         assert!(matches!(charge, ledger::Charge::Refused { .. }), "{query}");
     }
 }

@@ -11,17 +11,22 @@ impl Ledger {
         principal_id: Option<&str>,
         action: &str,
         detail: &str,
-        cost: Option<Cost>,
+        loss: Option<Loss>,
         outcome: &str,
     ) -> Result<()> {
-        let cost = cost.unwrap_or(Cost {
-            epsilon: 0.0,
-            delta: 0.0,
-        });
+        let loss = loss.unwrap_or(Loss::ZERO);
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO audit (principal_id, action, detail, epsilon, delta, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![principal_id, action, detail, units_up(cost.epsilon), units_up(cost.delta), outcome],
+            "INSERT INTO audit (principal_id, action, detail, rho, epsilon, delta, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                principal_id,
+                action,
+                detail,
+                units_up(loss.rho),
+                units_up(loss.epsilon),
+                units_up(loss.delta),
+                outcome
+            ],
         )?;
         Ok(())
     }
@@ -39,7 +44,7 @@ impl Ledger {
     pub fn audit_log(&self, after_id: i64, limit: u32) -> Result<Vec<(i64, AuditRecord)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, at, principal_id, action, detail, epsilon, delta, outcome FROM audit \
+            "SELECT id, at, principal_id, action, detail, rho, epsilon, delta, outcome FROM audit \
              WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after_id, limit], |r| {
@@ -50,9 +55,10 @@ impl Ledger {
                     principal_id: r.get(2)?,
                     action: r.get(3)?,
                     detail: r.get(4)?,
-                    epsilon: amount(r.get(5)?),
-                    delta: amount(r.get(6)?),
-                    outcome: r.get(7)?,
+                    rho: amount(r.get(5)?),
+                    epsilon: amount(r.get(6)?),
+                    delta: amount(r.get(7)?),
+                    outcome: r.get(8)?,
                 },
             ))
         })?;

@@ -1,11 +1,259 @@
-//! Budgets and charges: the write-ahead charge in one immediate transaction.
+//! Budgets and charges: the write-ahead charge in one immediate transaction, checked against the
+//! principal's budget and the dataset's, each over every charge it covers, composed in zCDP.
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::*;
 
+/// A budget as set: (epsilon, delta), or a zCDP rho.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Total {
+    /// The charges' best composition must stay (epsilon, delta)-DP.
+    Approx { epsilon: f64, delta: f64 },
+    /// The charges' rho total, pure charges as `epsilon^2 / 2`, must stay within rho; no
+    /// approximate (delta) part is taken.
+    Rho { rho: f64 },
+}
+
+impl Total {
+    fn check(self) -> Result<Limit> {
+        match self {
+            Total::Approx { epsilon, delta } => {
+                if (0.0..=MAX_EPSILON).contains(&epsilon) && (0.0..=MAX_DELTA).contains(&delta) {
+                    Ok(Limit {
+                        epsilon: units_down(epsilon),
+                        delta: units_down(delta),
+                        rho: None,
+                    })
+                } else {
+                    Err(LedgerError::InvalidAmount(format!(
+                        "epsilon must be 0 to {MAX_EPSILON} and delta 0 to {MAX_DELTA}"
+                    )))
+                }
+            }
+            Total::Rho { rho } => {
+                if (0.0..=MAX_RHO).contains(&rho) {
+                    Ok(Limit {
+                        epsilon: 0,
+                        delta: 0,
+                        rho: Some(units_down(rho)),
+                    })
+                } else {
+                    Err(LedgerError::InvalidAmount(format!(
+                        "rho must be 0 to {MAX_RHO}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Which budget refused a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The caller's own budget on the dataset.
+    Principal,
+    /// The dataset-wide budget, shared by every principal.
+    Dataset,
+}
+
+/// Why a budget refused a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// With the charge, the composition would exceed the budget.
+    Exhausted,
+    /// A rho budget takes no approximate (delta) part, and the charge has one (the threshold
+    /// mechanism).
+    DeltaOnRhoBudget,
+}
+
+/// A budget's limit in stored units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Limit {
+    epsilon: i64,
+    delta: i64,
+    rho: Option<i64>,
+}
+
+/// Charges in stored units, in the terms they compose in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Units {
+    rho: i64,
+    approx_epsilon: i64,
+    approx_delta: i64,
+    pure: Vec<i64>,
+}
+
+impl Units {
+    fn add(&mut self, loss: &LossUnits) {
+        self.rho = self.rho.saturating_add(loss.rho);
+        if loss.delta > 0 {
+            self.approx_epsilon = self.approx_epsilon.saturating_add(loss.epsilon);
+            self.approx_delta = self.approx_delta.saturating_add(loss.delta);
+        } else if loss.epsilon > 0 {
+            self.pure.push(loss.epsilon);
+        }
+    }
+
+    fn spend(&self) -> Spend {
+        Spend {
+            rho: amount(self.rho),
+            approx_epsilon: amount(self.approx_epsilon),
+            approx_delta: amount(self.approx_delta),
+            pure: self.pure.iter().map(|u| amount(*u)).collect(),
+        }
+    }
+
+    /// Sequential composition of the (epsilon, delta) parts, exact in units (no rho).
+    fn basic_epsilon(&self) -> i64 {
+        self.pure
+            .iter()
+            .fold(self.approx_epsilon, |a, u| a.saturating_add(*u))
+    }
+
+    /// The pure charges as rho (`epsilon^2 / 2` each), rounded up.
+    fn pure_as_rho(&self) -> i64 {
+        let sum: f64 = self.pure.iter().map(|u| amount(*u).powi(2) / 2.0).sum();
+        // Each square and addition rounds by at most half an ulp: widen to cover them.
+        units_up(sum * (1.0 + f64::EPSILON * (self.pure.len() as f64 + 2.0)))
+    }
+
+    /// Whether these charges fit in `limit`, and if not, why.
+    fn check(&self, limit: &Limit) -> Result<Option<Refusal>> {
+        if let Some(rho_total) = limit.rho {
+            if self.approx_delta > 0 {
+                return Ok(Some(Refusal::DeltaOnRhoBudget));
+            }
+            let rho = self.rho.saturating_add(self.pure_as_rho());
+            return Ok((rho > rho_total).then_some(Refusal::Exhausted));
+        }
+        if self.approx_delta > limit.delta {
+            return Ok(Some(Refusal::Exhausted));
+        }
+        if self.rho == 0 && self.basic_epsilon() <= limit.epsilon {
+            return Ok(None);
+        }
+        let s = self.spend();
+        let fits = ctstats_dp::zcdp::fits(
+            s.rho,
+            s.approx_epsilon,
+            s.approx_delta,
+            &s.pure,
+            (at_most(limit.epsilon), at_most(limit.delta)),
+        )?;
+        Ok((!fits).then_some(Refusal::Exhausted))
+    }
+
+    /// The budget view of these charges against `limit` (the [`Budget`] field docs).
+    fn budget(&self, limit: &Limit) -> Result<Budget> {
+        let pure_total = self.pure.iter().fold(0i64, |a, u| a.saturating_add(*u));
+        let mut b = Budget {
+            epsilon_total: amount(limit.epsilon),
+            delta_total: amount(limit.delta),
+            rho_total: limit.rho.map(amount),
+            rho_spent: amount(self.rho),
+            pure_epsilon_spent: amount(pure_total),
+            approx_epsilon_spent: amount(self.approx_epsilon),
+            epsilon_spent: 0.0,
+            delta_spent: amount(self.approx_delta),
+        };
+        if limit.rho.is_some() {
+            b.rho_spent = amount(self.rho.saturating_add(self.pure_as_rho()));
+        } else {
+            // Sequential composition exactly in units, when there is no rho; the best valid
+            // composition otherwise, or where moving pure charges into rho does better.
+            let composed = self.spend().epsilon_at(b.delta_total)?.unwrap_or(f64::MAX);
+            b.epsilon_spent = if self.rho == 0 {
+                composed.min(amount(self.basic_epsilon()))
+            } else {
+                composed
+            };
+        }
+        Ok(b)
+    }
+}
+
+/// The most budget views [`Views`] keeps; it starts afresh beyond.
+const MAX_VIEWS: usize = 256;
+
+/// A cache of budget views: a view is a function of the limit and the charges alone.
+#[derive(Debug, Default)]
+pub(super) struct Views(Mutex<std::collections::HashMap<(Limit, Units), Budget>>);
+
+impl Views {
+    fn get(&self, limit: &Limit, units: &Units) -> Result<Budget> {
+        let mut views = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (*limit, units.clone());
+        if let Some(b) = views.get(&key) {
+            return Ok(*b);
+        }
+        let b = units.budget(limit)?;
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(key, b);
+        Ok(b)
+    }
+}
+
+/// A [`Loss`] in stored units, each part rounded up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LossUnits {
+    rho: i64,
+    epsilon: i64,
+    delta: i64,
+}
+
+impl LossUnits {
+    fn of(loss: &Loss) -> LossUnits {
+        LossUnits {
+            rho: units_up(loss.rho),
+            epsilon: units_up(loss.epsilon),
+            delta: units_up(loss.delta),
+        }
+    }
+}
+
+/// What a set of charges adds up to, in the terms they compose in (the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spend {
+    /// The rho of the zCDP charges added.
+    pub rho: f64,
+    /// The approximate charges' epsilons and deltas added.
+    pub approx_epsilon: f64,
+    pub approx_delta: f64,
+    /// Each pure charge's epsilon.
+    pub pure: Vec<f64>,
+}
+
+impl Spend {
+    /// The composed epsilon at `delta` overall (`None`: no composition fits in `delta`).
+    pub fn epsilon_at(&self, delta: f64) -> Result<Option<f64>> {
+        Ok(ctstats_dp::composed_epsilon(
+            self.rho,
+            self.approx_epsilon,
+            self.approx_delta,
+            &self.pure,
+            delta,
+        )?)
+    }
+}
+
+/// What a charge would come to, computed without charging: each budget as it would be after it,
+/// and whether it would take it (`None`: it would).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChargePreview {
+    /// The caller's budget after the charge, when one is set.
+    pub principal: Option<(Budget, Option<Refusal>)>,
+    /// The dataset-wide budget after the charge, when one is set.
+    pub dataset: Option<(Budget, Option<Refusal>)>,
+}
+
 impl Ledger {
-    /// Set the total budget of a principal on a dataset; what was spent stays spent.
+    /// Set the total (epsilon, delta) budget of a principal on a dataset; what was spent stays
+    /// spent.
     pub fn set_budget(
         &self,
         principal_id: &str,
@@ -13,49 +261,84 @@ impl Ledger {
         epsilon: f64,
         delta: f64,
     ) -> Result<Budget> {
-        if !((0.0..=MAX_EPSILON).contains(&epsilon) && (0.0..=MAX_DELTA).contains(&delta)) {
-            return Err(LedgerError::InvalidAmount(format!(
-                "epsilon must be 0 to {MAX_EPSILON} and delta 0 to {MAX_DELTA}"
-            )));
-        }
+        self.set_total(principal_id, dataset, Total::Approx { epsilon, delta })
+    }
+
+    /// Set the total budget of a principal on a dataset, in (epsilon, delta) or rho; what was
+    /// spent stays spent. A rho budget is refused where approximate charges were made.
+    pub fn set_total(&self, principal_id: &str, dataset: &str, total: Total) -> Result<Budget> {
+        let limit = total.check()?;
         if self.principal(principal_id)?.is_none() {
             return Err(LedgerError::NoSuchPrincipal(principal_id.into()));
         }
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO budgets (principal_id, dataset, epsilon_total, delta_total) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (principal_id, dataset) DO UPDATE SET epsilon_total = ?3, delta_total = ?4",
-            params![principal_id, dataset, units_down(epsilon), units_down(delta)],
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if limit.rho.is_some() && principal_units(&tx, principal_id, dataset)?.approx_delta > 0 {
+            return Err(rho_over_approx());
+        }
+        tx.execute(
+            "INSERT INTO budgets (principal_id, dataset, epsilon_total, delta_total, rho_total) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (principal_id, dataset) DO UPDATE SET epsilon_total = ?3, delta_total = ?4, rho_total = ?5",
+            params![principal_id, dataset, limit.epsilon, limit.delta, limit.rho],
         )?;
-        drop(conn);
-        Ok(self.budget(principal_id, dataset)?.expect("just set"))
+        let budget = self
+            .read_budget(&tx, principal_id, dataset)?
+            .expect("just set");
+        tx.commit()?;
+        Ok(budget)
     }
 
     pub fn budget(&self, principal_id: &str, dataset: &str) -> Result<Option<Budget>> {
         let conn = self.conn();
-        Ok(read_budget(&conn, principal_id, dataset)?)
+        self.read_budget(&conn, principal_id, dataset)
     }
 
-    /// Charge `cost` for `query_hash` before the answer is computed (see the module docs).
+    /// Set the dataset-wide budget: every charge on `dataset`, by any principal, counts against
+    /// it. Refused (a rho budget) where approximate charges were made on the dataset.
+    pub fn set_dataset_budget(&self, dataset: &str, total: Total) -> Result<Budget> {
+        let limit = total.check()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if limit.rho.is_some() && dataset_units(&tx, dataset)?.approx_delta > 0 {
+            return Err(rho_over_approx());
+        }
+        tx.execute(
+            "INSERT INTO dataset_budgets (dataset, epsilon_total, delta_total, rho_total) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (dataset) DO UPDATE SET epsilon_total = ?2, delta_total = ?3, rho_total = ?4, \
+             set_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            params![dataset, limit.epsilon, limit.delta, limit.rho],
+        )?;
+        let budget = self.read_dataset_budget(&tx, dataset)?.expect("just set");
+        tx.commit()?;
+        Ok(budget)
+    }
+
+    /// The dataset-wide budget and what every principal spent of it together; `None` when unset
+    /// (no dataset-wide cap).
+    pub fn dataset_budget(&self, dataset: &str) -> Result<Option<Budget>> {
+        let conn = self.conn();
+        self.read_dataset_budget(&conn, dataset)
+    }
+
+    /// Charge `loss` for `query_hash` before the answer is computed (see the module docs): in one
+    /// immediate transaction, refused unless both the principal's budget and the dataset's (when
+    /// set) still fit every charge they cover with this one.
     pub fn charge(
         &self,
         principal_id: &str,
         dataset: &str,
         query_hash: &str,
-        cost: Cost,
+        loss: Loss,
     ) -> Result<Charge> {
-        if !(cost.epsilon.is_finite()
-            && cost.epsilon >= 0.0
-            && cost.delta.is_finite()
-            && cost.delta >= 0.0)
-        {
+        if !loss.is_valid() {
             return Err(LedgerError::InvalidAmount(
-                "a cost is a finite, non-negative (epsilon, delta)".into(),
+                "a charge is a finite, non-negative (rho, epsilon, delta)".into(),
             ));
         }
+        let new = LossUnits::of(&loss);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(budget) = read_budget(&tx, principal_id, dataset)? else {
+        let Some(limit) = principal_limit(&tx, principal_id, dataset)? else {
             return Ok(Charge::NoBudget);
         };
         let released: Option<String> = tx
@@ -67,34 +350,76 @@ impl Ledger {
             )
             .optional()?;
         if let Some(answer) = released {
+            let units = principal_units(&tx, principal_id, dataset)?;
+            let budget = self.views.get(&limit, &units)?;
             return Ok(Charge::Reused { answer, budget });
         }
-        let (eps, delta) = (units_up(cost.epsilon), units_up(cost.delta));
-        let (eps_total, delta_total, eps_spent, delta_spent): (i64, i64, i64, i64) = tx.query_row(
-            "SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM budgets WHERE principal_id = ?1 AND dataset = ?2",
-            params![principal_id, dataset],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-        if eps_spent.saturating_add(eps) > eps_total
-            || delta_spent.saturating_add(delta) > delta_total
-        {
-            return Ok(Charge::Refused { budget });
+        let before = principal_units(&tx, principal_id, dataset)?;
+        let mut mine = before.clone();
+        mine.add(&new);
+        if let Some(reason) = mine.check(&limit)? {
+            return Ok(Charge::Refused {
+                by: Scope::Principal,
+                reason,
+                budget: self.views.get(&limit, &before)?,
+            });
+        }
+        if let Some(dataset_limit) = dataset_limit(&tx, dataset)? {
+            let before = dataset_units(&tx, dataset)?;
+            let mut all = before.clone();
+            all.add(&new);
+            if let Some(reason) = all.check(&dataset_limit)? {
+                return Ok(Charge::Refused {
+                    by: Scope::Dataset,
+                    reason,
+                    budget: self.views.get(&dataset_limit, &before)?,
+                });
+            }
         }
         tx.execute(
-            "UPDATE budgets SET epsilon_spent = epsilon_spent + ?3, delta_spent = delta_spent + ?4 \
-             WHERE principal_id = ?1 AND dataset = ?2",
-            params![principal_id, dataset, eps, delta],
-        )?;
-        tx.execute(
-            "INSERT INTO charges (principal_id, dataset, query_hash, epsilon, delta) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![principal_id, dataset, query_hash, eps, delta],
+            "INSERT INTO charges (principal_id, dataset, query_hash, rho, epsilon, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![principal_id, dataset, query_hash, new.rho, new.epsilon, new.delta],
         )?;
         let charge_id = tx.last_insert_rowid();
-        let budget = read_budget(&tx, principal_id, dataset)?.expect("budget row exists");
         tx.commit()?;
+        drop(conn);
+        // Composed after the commit, so neither the write lock nor the connection is held.
+        let budget = self.views.get(&limit, &mine)?;
         Ok(Charge::Charged {
-            paid: Paid { charge_id, cost },
+            paid: Paid { charge_id, loss },
             budget,
+        })
+    }
+
+    /// What charging `loss` would leave of the principal's budget and the dataset's, and whether
+    /// each would take it; nothing is charged or recorded.
+    pub fn preview_charge(
+        &self,
+        principal_id: &str,
+        dataset: &str,
+        loss: Loss,
+    ) -> Result<ChargePreview> {
+        if !loss.is_valid() {
+            return Err(LedgerError::InvalidAmount(
+                "a charge is a finite, non-negative (rho, epsilon, delta)".into(),
+            ));
+        }
+        let new = LossUnits::of(&loss);
+        let conn = self.conn();
+        let after = |limit: Option<Limit>, mut units: Units| -> Result<_> {
+            let Some(limit) = limit else { return Ok(None) };
+            units.add(&new);
+            Ok(Some((units.budget(&limit)?, units.check(&limit)?)))
+        };
+        Ok(ChargePreview {
+            principal: after(
+                principal_limit(&conn, principal_id, dataset)?,
+                principal_units(&conn, principal_id, dataset)?,
+            )?,
+            dataset: after(
+                dataset_limit(&conn, dataset)?,
+                dataset_units(&conn, dataset)?,
+            )?,
         })
     }
 
@@ -109,37 +434,36 @@ impl Ledger {
         Ok(())
     }
 
-    /// Sum of every charge of a principal on a dataset, as recorded charge by charge.
-    pub fn charged_total(&self, principal_id: &str, dataset: &str) -> Result<Cost> {
+    /// Every charge of a principal on a dataset, in the terms they compose in.
+    pub fn charged_total(&self, principal_id: &str, dataset: &str) -> Result<Spend> {
         let conn = self.conn();
-        let (eps, delta): (i64, i64) = conn.query_row(
-            "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM charges WHERE principal_id = ?1 AND dataset = ?2",
-            params![principal_id, dataset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Cost {
-            epsilon: amount(eps),
-            delta: amount(delta),
-        })
+        Ok(principal_units(&conn, principal_id, dataset)?.spend())
     }
 
-    /// Every charge of a principal on a dataset: (charge id, query hash, cost, whether its answer
+    /// Every charge on a dataset, by every principal, in the terms they compose in.
+    pub fn dataset_charged_total(&self, dataset: &str) -> Result<Spend> {
+        let conn = self.conn();
+        Ok(dataset_units(&conn, dataset)?.spend())
+    }
+
+    /// Every charge of a principal on a dataset: (charge id, query hash, loss, whether its answer
     /// was released). For consistency checks after a crash.
     pub fn charges(&self, principal_id: &str, dataset: &str) -> Result<Vec<ChargeRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, query_hash, epsilon, delta, answer IS NOT NULL FROM charges \
+            "SELECT id, query_hash, rho, epsilon, delta, answer IS NOT NULL FROM charges \
              WHERE principal_id = ?1 AND dataset = ?2 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![principal_id, dataset], |r| {
             Ok(ChargeRecord {
                 id: r.get(0)?,
                 query_hash: r.get(1)?,
-                cost: Cost {
-                    epsilon: amount(r.get(2)?),
-                    delta: amount(r.get(3)?),
+                loss: Loss {
+                    rho: amount(r.get(2)?),
+                    epsilon: amount(r.get(3)?),
+                    delta: amount(r.get(4)?),
                 },
-                released: r.get(4)?,
+                released: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -151,27 +475,117 @@ impl Ledger {
 pub struct ChargeRecord {
     pub id: i64,
     pub query_hash: String,
-    pub cost: Cost,
+    /// What it charged, each part rounded up to ledger units.
+    pub loss: Loss,
     /// Whether the answer it paid for was stored (and so may have been released).
     pub released: bool,
 }
 
-pub(super) fn read_budget(
+fn rho_over_approx() -> LedgerError {
+    LedgerError::InvalidAmount(
+        "a rho budget cannot cover the approximate (delta) charges already made; \
+         set an (epsilon, delta) budget"
+            .into(),
+    )
+}
+
+fn principal_limit(
     conn: &Connection,
     principal_id: &str,
     dataset: &str,
-) -> rusqlite::Result<Option<Budget>> {
+) -> rusqlite::Result<Option<Limit>> {
     conn.query_row(
-        "SELECT epsilon_total, delta_total, epsilon_spent, delta_spent FROM budgets WHERE principal_id = ?1 AND dataset = ?2",
+        "SELECT epsilon_total, delta_total, rho_total FROM budgets WHERE principal_id = ?1 AND dataset = ?2",
         params![principal_id, dataset],
         |r| {
-            Ok(Budget {
-                epsilon_total: amount(r.get(0)?),
-                delta_total: amount(r.get(1)?),
-                epsilon_spent: amount(r.get(2)?),
-                delta_spent: amount(r.get(3)?),
+            Ok(Limit {
+                epsilon: r.get(0)?,
+                delta: r.get(1)?,
+                rho: r.get(2)?,
             })
         },
     )
     .optional()
+}
+
+fn dataset_limit(conn: &Connection, dataset: &str) -> rusqlite::Result<Option<Limit>> {
+    conn.query_row(
+        "SELECT epsilon_total, delta_total, rho_total FROM dataset_budgets WHERE dataset = ?1",
+        params![dataset],
+        |r| {
+            Ok(Limit {
+                epsilon: r.get(0)?,
+                delta: r.get(1)?,
+                rho: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// The charges a `WHERE` clause selects, in units.
+fn units_where(
+    conn: &Connection,
+    condition: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Units> {
+    let (rho, approx_epsilon, approx_delta) = conn.query_row(
+        &format!(
+            "SELECT COALESCE(SUM(rho), 0), COALESCE(SUM(CASE WHEN delta > 0 THEN epsilon ELSE 0 END), 0), \
+             COALESCE(SUM(delta), 0) FROM charges WHERE {condition}"
+        ),
+        args,
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT epsilon FROM charges WHERE {condition} AND delta = 0 AND epsilon > 0 ORDER BY id"
+    ))?;
+    let pure = stmt
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(Units {
+        rho,
+        approx_epsilon,
+        approx_delta,
+        pure,
+    })
+}
+
+fn principal_units(
+    conn: &Connection,
+    principal_id: &str,
+    dataset: &str,
+) -> rusqlite::Result<Units> {
+    units_where(
+        conn,
+        "principal_id = ?1 AND dataset = ?2",
+        &[&principal_id, &dataset],
+    )
+}
+
+fn dataset_units(conn: &Connection, dataset: &str) -> rusqlite::Result<Units> {
+    units_where(conn, "dataset = ?1", &[&dataset])
+}
+
+impl Ledger {
+    fn read_budget(
+        &self,
+        conn: &Connection,
+        principal_id: &str,
+        dataset: &str,
+    ) -> Result<Option<Budget>> {
+        let Some(limit) = principal_limit(conn, principal_id, dataset)? else {
+            return Ok(None);
+        };
+        let units = principal_units(conn, principal_id, dataset)?;
+        Ok(Some(self.views.get(&limit, &units)?))
+    }
+
+    fn read_dataset_budget(&self, conn: &Connection, dataset: &str) -> Result<Option<Budget>> {
+        let Some(limit) = dataset_limit(conn, dataset)? else {
+            return Ok(None);
+        };
+        let units = dataset_units(conn, dataset)?;
+        Ok(Some(self.views.get(&limit, &units)?))
+    }
 }

@@ -1,21 +1,33 @@
 //! The privacy-budget ledger, principals and the audit log, in SQLite (WAL mode).
 //!
 //! Architecture invariant: a charge is committed before the answer it pays for is computed
-//! (write-ahead). Each charge is one `BEGIN IMMEDIATE` transaction that reads what is left and
-//! records the spend, so concurrent callers (threads or processes) can never overspend, and a
-//! crash can never release an answer that was not paid for. A crash after the charge and before
-//! the release loses budget, never privacy.
+//! (write-ahead). Each charge is one `BEGIN IMMEDIATE` transaction that reads every earlier
+//! charge of the principal and, when the dataset has a dataset-wide budget, every earlier charge
+//! on the dataset by anyone, checks that both still fit with the new one, and records it; so
+//! concurrent callers (threads or processes) can never overspend either budget, and a crash can
+//! never release an answer that was not paid for. A crash after the charge and before the
+//! release loses budget, never privacy.
 //!
-//! Accounting is basic sequential composition over (epsilon, delta): the budget left is the
-//! total minus the sum of what was charged. Amounts are stored as integers in units of 1e-12
-//! ("pico-epsilon"); costs are rounded up and totals down, so rounding never favours the caller.
+//! Accounting composes in zCDP (the DP crate's [`zcdp`](ctstats_dp::zcdp) module docs): a charge
+//! is a [`Loss`], a rho (discrete Gaussian) plus an (epsilon, delta) part, pure when its delta is
+//! 0 (discrete Laplace) and approximate otherwise (the threshold mechanism). What a set of
+//! charges has spent at a delta is the best valid composition: the rho values added, the
+//! approximate parts added, each pure epsilon added or moved into the rho total as
+//! `epsilon^2 / 2`, and the rho total converted once by OpenDP. A budget is an (epsilon, delta)
+//! the composition must stay within, or a rho the rho total (pure charges as `epsilon^2 / 2`)
+//! must stay within; a rho budget takes no approximate part. Amounts are stored as integers in
+//! units of 1e-12; charges are rounded up and totals down, so rounding never favours the caller.
 //!
 //! A released answer is stored with its charge, keyed by the caller and a hash of the canonical
 //! query. Asking the same question again returns the stored answer at no cost: it is
 //! post-processing of a released value.
+//!
+//! The schema is versioned by `PRAGMA user_version` (`migrate`): opening a ledger written before
+//! rho accounting converts its charges without losing or shrinking one.
 
 mod audit;
 mod budgets;
+mod migrate;
 mod principals;
 mod stores;
 #[cfg(test)]
@@ -29,7 +41,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-pub use budgets::ChargeRecord;
+pub use budgets::{ChargeRecord, Refusal, Scope, Spend, Total};
 pub use principals::token_hash;
 pub use units::*;
 
@@ -43,6 +55,10 @@ pub enum LedgerError {
     NoSuchPrincipal(String),
     #[error("invalid amount: {0}")]
     InvalidAmount(String),
+    #[error("privacy accounting failed: {0}")]
+    Dp(#[from] ctstats_dp::DpError),
+    #[error("the ledger has schema version {0}, newer than this program's; upgrade ctstats")]
+    NewerSchema(i64),
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -90,21 +106,46 @@ pub struct Principal {
     pub revoked: bool,
 }
 
-/// A principal's budget on one dataset.
+/// A budget (a principal's on one dataset, or the dataset's own) and what was spent of it.
+///
+/// Spending is composed, not added (module docs): `epsilon_spent` is the epsilon of the best
+/// valid composition of every charge at `delta_total`, so the guarantee so far is
+/// (`epsilon_spent`, `delta_total`)-DP. For a rho budget (`rho_total` set) the limit is in rho
+/// and the (epsilon, delta) figures are zero.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Budget {
+    /// The (epsilon, delta) budget; 0 for a rho budget.
     pub epsilon_total: f64,
     pub delta_total: f64,
+    /// A budget in zCDP rho instead of (epsilon, delta), when set so.
+    pub rho_total: Option<f64>,
+    /// The rho of the zCDP (Gaussian) charges added; for a rho budget the pure charges are
+    /// included as `epsilon^2 / 2` (what counts against `rho_total`).
+    pub rho_spent: f64,
+    /// The pure-DP (Laplace) charges' epsilons added.
+    pub pure_epsilon_spent: f64,
+    /// The approximate (threshold) charges' epsilons added.
+    pub approx_epsilon_spent: f64,
+    /// The composed epsilon of every charge at `delta_total` (0 for a rho budget); the largest
+    /// f64 if no composition fits in `delta_total` (a budget lowered below what was spent).
     pub epsilon_spent: f64,
+    /// The approximate charges' deltas added: the part of delta not expressible in rho. The rho
+    /// total converts at what is left of `delta_total` after it.
     pub delta_spent: f64,
 }
 
 impl Budget {
+    /// What is left of epsilon in composed terms (0 for a rho budget).
     pub fn epsilon_left(&self) -> f64 {
         (self.epsilon_total - self.epsilon_spent).max(0.0)
     }
+    /// The delta left for approximate parts (0 for a rho budget).
     pub fn delta_left(&self) -> f64 {
         (self.delta_total - self.delta_spent).max(0.0)
+    }
+    /// The rho left, for a rho budget.
+    pub fn rho_left(&self) -> Option<f64> {
+        self.rho_total.map(|t| (t - self.rho_spent).max(0.0))
     }
 }
 
@@ -118,6 +159,8 @@ pub struct AuditRecord {
     pub principal_id: Option<String>,
     pub action: String,
     pub detail: String,
+    /// What the action charged: its rho and its (epsilon, delta) part.
+    pub rho: f64,
     pub epsilon: f64,
     pub delta: f64,
     pub outcome: String,
@@ -137,8 +180,9 @@ pub struct UploadRecord {
     pub report: serde_json::Value,
 }
 
-/// The privacy cost of one answer (the DP crate's type).
-pub use ctstats_dp::Cost;
+/// The privacy cost of one answer as (epsilon, delta), and a charge in the terms it composes in
+/// (the DP crate's types).
+pub use ctstats_dp::{Cost, Loss};
 
 /// Proof that a charge was committed to the ledger. Only [`Ledger::charge`] makes one (the fields
 /// are private and there is no constructor), and exact aggregates are computed only for a holder
@@ -146,7 +190,7 @@ pub use ctstats_dp::Cost;
 #[derive(Debug, PartialEq)]
 pub struct Paid {
     charge_id: i64,
-    cost: Cost,
+    loss: Loss,
 }
 
 impl Paid {
@@ -156,8 +200,8 @@ impl Paid {
     }
 
     /// What was charged.
-    pub fn cost(&self) -> Cost {
-        self.cost
+    pub fn loss(&self) -> Loss {
+        self.loss
     }
 
     /// A token for the crate's own tests of the row work, which run without a ledger.
@@ -165,7 +209,7 @@ impl Paid {
     pub(crate) fn for_tests() -> Paid {
         Paid {
             charge_id: 0,
-            cost: Cost::ZERO,
+            loss: Loss::ZERO,
         }
     }
 }
@@ -177,8 +221,13 @@ pub enum Charge {
     Charged { paid: Paid, budget: Budget },
     /// The same query was answered before for this caller: its stored answer, at no cost.
     Reused { answer: String, budget: Budget },
-    /// Not enough budget left; nothing was charged.
-    Refused { budget: Budget },
+    /// The principal's budget (`by: Principal`, `budget` is the principal's) or the dataset's
+    /// (`by: Dataset`, `budget` is the dataset's) cannot take it; nothing was charged.
+    Refused {
+        by: Scope,
+        reason: Refusal,
+        budget: Budget,
+    },
     /// No budget was set for this caller on this dataset.
     NoBudget,
 }
@@ -187,8 +236,12 @@ pub enum Charge {
 #[derive(Debug)]
 pub struct Ledger {
     conn: Mutex<Connection>,
+    /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
+    /// a refused charge leaves the charges as they were, so its view is asked again and again).
+    views: budgets::Views,
 }
 
+/// The schema as version 1 wrote it (`user_version` 0); `migrate` takes it to the current one.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS principals (
     id TEXT PRIMARY KEY,
@@ -266,8 +319,11 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        let mut conn = conn;
+        migrate::migrate(&mut conn)?;
         Ok(Ledger {
             conn: Mutex::new(conn),
+            views: budgets::Views::default(),
         })
     }
 

@@ -44,10 +44,10 @@ fn charges_refusals_and_reuse() {
                 &p.id,
                 "ds",
                 "q1",
-                Cost {
+                Loss::approx(Cost {
                     epsilon: 0.1,
                     delta: 0.0
-                }
+                })
             )
             .unwrap(),
         Charge::NoBudget
@@ -58,10 +58,10 @@ fn charges_refusals_and_reuse() {
             &p.id,
             "ds",
             "q1",
-            Cost {
+            Loss::approx(Cost {
                 epsilon: 0.6,
                 delta: 0.0,
-            },
+            }),
         )
         .unwrap()
     else {
@@ -75,10 +75,10 @@ fn charges_refusals_and_reuse() {
             &p.id,
             "ds",
             "q1",
-            Cost {
+            Loss::approx(Cost {
                 epsilon: 0.6,
                 delta: 0.0,
-            },
+            }),
         )
         .unwrap()
     {
@@ -95,10 +95,10 @@ fn charges_refusals_and_reuse() {
                 &p.id,
                 "ds",
                 "q2",
-                Cost {
+                Loss::approx(Cost {
                     epsilon: 0.5,
                     delta: 0.0
-                }
+                })
             )
             .unwrap(),
         Charge::Refused { .. }
@@ -109,38 +109,43 @@ fn charges_refusals_and_reuse() {
                 &p.id,
                 "ds",
                 "q3",
-                Cost {
+                Loss::approx(Cost {
                     epsilon: 0.1,
                     delta: 2e-6
-                }
+                })
             )
             .unwrap(),
         Charge::Refused { .. }
     ));
     assert!((ledger.budget(&p.id, "ds").unwrap().unwrap().epsilon_left() - 0.4).abs() < 1e-9);
     // 0.4 in binary is a little above 4/10: one unit more than is left.
-    let cost = |epsilon| Cost {
-        epsilon,
-        delta: 1e-6,
+    let cost = |epsilon| {
+        Loss::approx(Cost {
+            epsilon,
+            delta: 1e-6,
+        })
     };
-    let left = ledger.budget(&p.id, "ds").unwrap().unwrap();
-    assert!(!affords(&left, cost(0.4)));
+    let affords = |loss| {
+        let preview = ledger.preview_charge(&p.id, "ds", loss).unwrap();
+        preview.dataset.is_none() && preview.principal.unwrap().1.is_none()
+    };
+    assert!(!affords(cost(0.4)));
     assert!(matches!(
         ledger.charge(&p.id, "ds", "q4", cost(0.4)).unwrap(),
         Charge::Refused { .. }
     ));
     // Exactly the rest, as the service calibrates it, is allowed.
-    assert!(affords(&left, cost(share(0.4, 1))));
+    assert!(affords(cost(share(0.4, 1))));
     assert!(matches!(
         ledger
             .charge(
                 &p.id,
                 "ds",
                 "q4",
-                Cost {
+                Loss::approx(Cost {
                     epsilon: share(0.4, 1),
                     delta: 1e-6
-                }
+                })
             )
             .unwrap(),
         Charge::Charged { .. }
@@ -151,10 +156,10 @@ fn charges_refusals_and_reuse() {
                 &p.id,
                 "ds",
                 "q5",
-                Cost {
+                Loss::approx(Cost {
                     epsilon: 1e-12,
                     delta: 0.0
-                }
+                })
             )
             .unwrap(),
         Charge::Refused { .. }
@@ -171,10 +176,10 @@ fn budget_survives_reopening() {
             &p.id,
             "ds",
             "q",
-            Cost {
+            Loss::approx(Cost {
                 epsilon: 0.75,
                 delta: 0.0,
-            },
+            }),
         )
         .unwrap();
     drop(ledger);
@@ -205,10 +210,10 @@ fn concurrent_charges_never_overspend() {
                                 &id,
                                 "ds",
                                 &format!("q{t}-{i}"),
-                                Cost {
+                                Loss::approx(Cost {
                                     epsilon: eps,
                                     delta: 0.0,
-                                },
+                                }),
                             )
                             .unwrap()
                         {
@@ -235,7 +240,8 @@ fn concurrent_charges_never_overspend() {
         (spent - sum).abs() < 1e-6,
         "spent {spent} = sum of granted {sum}"
     );
-    assert!((ledger.charged_total(&p.id, "ds").unwrap().epsilon - spent).abs() < 1e-9);
+    let pure: f64 = ledger.charged_total(&p.id, "ds").unwrap().pure.iter().sum();
+    assert!((pure - spent).abs() < 1e-9);
 }
 
 #[test]
@@ -320,4 +326,468 @@ proptest! {
         // And nothing is wasted beyond one unit per share.
         prop_assert!(units_down(budget) - units_up(target) * n as i64 <= 2 * n as i64);
     }
+}
+
+fn gaussian(rho: f64) -> Loss {
+    Loss::rho(rho)
+}
+
+fn pure(epsilon: f64) -> Loss {
+    Loss::approx(Cost {
+        epsilon,
+        delta: 0.0,
+    })
+}
+
+fn threshold(epsilon: f64, delta: f64) -> Loss {
+    Loss::approx(Cost { epsilon, delta })
+}
+
+fn charged(c: Charge) -> (Paid, Budget) {
+    match c {
+        Charge::Charged { paid, budget } => (paid, budget),
+        other => panic!("expected a charge, got {other:?}"),
+    }
+}
+
+/// A single Laplace charge never costs more than its epsilon; many Gaussian charges compose in
+/// rho far below the sum of their one-by-one conversions; the budget view says so exactly.
+#[test]
+fn a_laplace_charge_costs_its_epsilon_and_gaussians_compose_below_their_sum() {
+    let (_dir, ledger) = ledger();
+    let (p, _) = ledger.add_principal("a", Role::Analyst, None).unwrap();
+    ledger.set_budget(&p.id, "ds", 5.0, 1e-6).unwrap();
+    let (paid, budget) = charged(ledger.charge(&p.id, "ds", "laplace", pure(1.0)).unwrap());
+    assert_eq!(paid.loss(), pure(1.0));
+    assert_eq!(budget.epsilon_spent, 1.0);
+    assert_eq!(budget.pure_epsilon_spent, 1.0);
+    assert_eq!((budget.rho_spent, budget.delta_spent), (0.0, 0.0));
+    assert_eq!(budget.epsilon_left(), 4.0);
+
+    // The issue's trap: 20 Gaussian counts at (0.25, 5e-8) each add up to 5 one by one.
+    let rho = ctstats_dp::rho_for(0.25, 5e-8).unwrap();
+    let (_dir2, ledger2) = self::ledger();
+    let (q, _) = ledger2.add_principal("b", Role::Analyst, None).unwrap();
+    ledger2.set_budget(&q.id, "ds", 5.0, 1e-6).unwrap();
+    let mut last = None;
+    for i in 0..20 {
+        last = Some(
+            charged(
+                ledger2
+                    .charge(&q.id, "ds", &format!("g{i}"), gaussian(rho))
+                    .unwrap(),
+            )
+            .1,
+        );
+    }
+    let b = last.unwrap();
+    let expected = ctstats_dp::epsilon_of_rho(amount(units_up(rho) * 20), 1e-6).unwrap();
+    assert_eq!(b.epsilon_spent, expected);
+    assert!(
+        b.epsilon_spent < 2.5,
+        "20 Gaussians composed to {}",
+        b.epsilon_spent
+    );
+    assert!((b.rho_spent - 20.0 * rho).abs() < 1e-10);
+    assert_eq!(b.delta_spent, 0.0);
+    // The guarantee holds: the composition fits (epsilon_spent, delta_total).
+    let spend = ledger2.charged_total(&q.id, "ds").unwrap();
+    assert_eq!(spend.epsilon_at(1e-6).unwrap(), Some(b.epsilon_spent));
+
+    // A pure charge beside them joins rho as epsilon^2 / 2 where that is smaller.
+    let (_, b2) = charged(ledger2.charge(&q.id, "ds", "small", pure(0.01)).unwrap());
+    assert!(b2.epsilon_spent < b.epsilon_spent + 0.01, "{b2:?}");
+    assert!(b2.epsilon_spent > b.epsilon_spent);
+}
+
+/// A rho budget: the rho charges and the pure ones as epsilon^2 / 2 stay within it; a delta
+/// charge is refused as such; nothing refused is recorded.
+#[test]
+fn rho_budgets_count_pure_charges_and_take_no_delta() {
+    let (_dir, ledger) = ledger();
+    let (p, _) = ledger.add_principal("a", Role::Analyst, None).unwrap();
+    let b = ledger
+        .set_total(&p.id, "ds", Total::Rho { rho: 0.5 })
+        .unwrap();
+    assert_eq!(b.rho_total, Some(0.5));
+    assert_eq!(b.rho_left(), Some(0.5));
+    assert_eq!((b.epsilon_total, b.delta_total), (0.0, 0.0));
+    charged(ledger.charge(&p.id, "ds", "g1", gaussian(0.2)).unwrap());
+    // 0.6^2 / 2 = 0.18: 0.38 in all.
+    let (_, b) = charged(ledger.charge(&p.id, "ds", "l1", pure(0.6)).unwrap());
+    assert!((b.rho_spent - 0.38).abs() < 1e-11, "{b:?}");
+    assert!((b.rho_left().unwrap() - 0.12).abs() < 1e-11);
+    assert_eq!(b.pure_epsilon_spent, 0.6);
+    match ledger.charge(&p.id, "ds", "g2", gaussian(0.13)).unwrap() {
+        Charge::Refused { by, reason, .. } => {
+            assert_eq!((by, reason), (Scope::Principal, Refusal::Exhausted));
+        }
+        other => panic!("{other:?}"),
+    }
+    match ledger
+        .charge(&p.id, "ds", "t", threshold(0.01, 1e-9))
+        .unwrap()
+    {
+        Charge::Refused { reason, .. } => assert_eq!(reason, Refusal::DeltaOnRhoBudget),
+        other => panic!("{other:?}"),
+    }
+    // 0.12 is left but for the rounding against the caller: 0.11 fits.
+    charged(ledger.charge(&p.id, "ds", "g3", gaussian(0.11)).unwrap());
+    assert_eq!(ledger.charges(&p.id, "ds").unwrap().len(), 3);
+    // Back to (epsilon, delta) and to rho again: what was spent stays spent.
+    let b = ledger.set_budget(&p.id, "ds", 10.0, 1e-6).unwrap();
+    assert_eq!(b.rho_total, None);
+    assert!((b.rho_spent - 0.31).abs() < 1e-11);
+    charged(
+        ledger
+            .charge(&p.id, "ds", "t", threshold(0.01, 1e-9))
+            .unwrap(),
+    );
+    let refused = ledger.set_total(&p.id, "ds", Total::Rho { rho: 5.0 });
+    assert!(
+        matches!(refused, Err(LedgerError::InvalidAmount(ref m)) if m.contains("approximate")),
+        "{refused:?}"
+    );
+    for bad in [-1.0, f64::NAN, 2e6] {
+        assert!(
+            ledger
+                .set_total(&p.id, "ds", Total::Rho { rho: bad })
+                .is_err()
+        );
+    }
+    assert!(ledger.charge(&p.id, "ds", "x", gaussian(f64::NAN)).is_err());
+}
+
+/// A refusal by the dataset-wide budget charges nobody: no charge row, the caller's budget
+/// unchanged, the other principals' spending not in it.
+#[test]
+fn a_dataset_refusal_charges_nobody() {
+    let (_dir, ledger) = ledger();
+    let (a, _) = ledger.add_principal("a", Role::Analyst, None).unwrap();
+    let (b, _) = ledger.add_principal("b", Role::Researcher, None).unwrap();
+    assert_eq!(ledger.dataset_budget("ds").unwrap(), None);
+    for p in [&a, &b] {
+        ledger.set_budget(&p.id, "ds", 10.0, 1e-5).unwrap();
+    }
+    let d = ledger
+        .set_dataset_budget(
+            "ds",
+            Total::Approx {
+                epsilon: 1.0,
+                delta: 1e-6,
+            },
+        )
+        .unwrap();
+    assert_eq!((d.epsilon_total, d.epsilon_spent), (1.0, 0.0));
+    charged(ledger.charge(&a.id, "ds", "q", pure(0.7)).unwrap());
+    let before = ledger.budget(&b.id, "ds").unwrap().unwrap();
+    match ledger.charge(&b.id, "ds", "q", pure(0.4)).unwrap() {
+        Charge::Refused { by, reason, budget } => {
+            assert_eq!((by, reason), (Scope::Dataset, Refusal::Exhausted));
+            assert!((budget.epsilon_left() - 0.3).abs() < 1e-12, "{budget:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ledger.charges(&b.id, "ds").unwrap().is_empty());
+    assert_eq!(ledger.budget(&b.id, "ds").unwrap().unwrap(), before);
+    // The caller's own budget is checked first and named when it refuses.
+    ledger.set_budget(&b.id, "ds", 0.25, 0.0).unwrap();
+    assert!(matches!(
+        ledger.charge(&b.id, "ds", "q", pure(0.3)).unwrap(),
+        Charge::Refused {
+            by: Scope::Principal,
+            ..
+        }
+    ));
+    // What fits in both is charged, to both.
+    charged(ledger.charge(&b.id, "ds", "q", pure(0.1)).unwrap());
+    let d = ledger.dataset_budget("ds").unwrap().unwrap();
+    assert!((d.epsilon_spent - 0.8).abs() < 1e-12);
+    // Another dataset is not capped by this one.
+    ledger.set_budget(&b.id, "other", 1.0, 0.0).unwrap();
+    charged(ledger.charge(&b.id, "other", "q", pure(1.0)).unwrap());
+    // A preview says what would be left and who would refuse, and charges nothing.
+    let preview = ledger.preview_charge(&a.id, "ds", pure(0.3)).unwrap();
+    let (after, refusal) = preview.dataset.unwrap();
+    assert_eq!(refusal, Some(Refusal::Exhausted));
+    assert!((after.epsilon_spent - 1.1).abs() < 1e-12);
+    let (mine, refusal) = preview.principal.unwrap();
+    assert_eq!(refusal, None);
+    assert!((mine.epsilon_spent - 1.0).abs() < 1e-12);
+    assert_eq!(ledger.charges(&a.id, "ds").unwrap().len(), 1);
+}
+
+/// 64 principals on 64 threads, each with a budget of its own large enough, against a small
+/// dataset-wide budget: together they never overspend it.
+#[test]
+fn concurrent_principals_never_overspend_the_dataset_budget() {
+    let (_dir, ledger) = ledger();
+    let ledger = Arc::new(ledger);
+    let (epsilon, delta) = (1.0, 1e-6);
+    ledger
+        .set_dataset_budget("ds", Total::Approx { epsilon, delta })
+        .unwrap();
+    let ids: Vec<String> = (0..64)
+        .map(|i| {
+            let (p, _) = ledger
+                .add_principal(&format!("p{i}"), Role::Researcher, None)
+                .unwrap();
+            ledger.set_budget(&p.id, "ds", 100.0, 1e-3).unwrap();
+            p.id
+        })
+        .collect();
+    let granted: Vec<Loss> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(t, id)| {
+                let ledger = ledger.clone();
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..4 {
+                        let loss = match (t + i) % 3 {
+                            0 => gaussian(0.002 + 0.0001 * i as f64),
+                            1 => pure(0.02),
+                            _ => threshold(0.01, 1e-8),
+                        };
+                        match ledger.charge(id, "ds", &format!("q{i}"), loss).unwrap() {
+                            Charge::Charged { paid, .. } => mine.push(paid.loss()),
+                            Charge::Refused { by, .. } => assert_eq!(by, Scope::Dataset),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(granted.len() < 256, "the dataset budget allowed only some");
+    assert!(granted.len() > 10, "{} granted", granted.len());
+    let all = ledger.dataset_charged_total("ds").unwrap();
+    let composed = all.epsilon_at(delta).unwrap().unwrap();
+    assert!(composed <= epsilon, "composed {composed}");
+    assert!(all.approx_delta <= delta);
+    // The granted charges, as the callers were told, fit the dataset budget together.
+    let mut spend = Spend::default();
+    for l in &granted {
+        spend.rho += l.rho;
+        if l.delta > 0.0 {
+            spend.approx_epsilon += l.epsilon;
+            spend.approx_delta += l.delta;
+        } else if l.epsilon > 0.0 {
+            spend.pure.push(l.epsilon);
+        }
+    }
+    assert!(
+        ctstats_dp::zcdp::fits(
+            spend.rho,
+            spend.approx_epsilon,
+            spend.approx_delta,
+            &spend.pure,
+            (epsilon, delta)
+        )
+        .unwrap()
+    );
+    let d = ledger.dataset_budget("ds").unwrap().unwrap();
+    assert_eq!(d.epsilon_spent, composed);
+    let rows: usize = ids
+        .iter()
+        .map(|id| ledger.charges(id, "ds").unwrap().len())
+        .sum();
+    assert_eq!(rows, granted.len());
+}
+
+fn fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger-v1.sqlite")
+}
+
+/// One version-1 charge row: (id, principal, epsilon units, delta units, answer).
+type V1Charge = (i64, String, i64, i64, Option<String>);
+
+/// One version-1 budget row: (principal, epsilon and delta totals, epsilon and delta spent).
+type V1Budget = (String, i64, i64, i64, i64);
+
+fn v1_rows(path: &std::path::Path) -> (Vec<V1Charge>, Vec<V1Budget>) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0, "the fixture is a version-1 ledger");
+    let mut stmt = conn
+        .prepare("SELECT id, principal_id, epsilon, delta, answer FROM charges ORDER BY id")
+        .unwrap();
+    let charges = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT principal_id, epsilon_total, delta_total, epsilon_spent, delta_spent FROM budgets",
+        )
+        .unwrap();
+    let budgets = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap();
+    (charges, budgets)
+}
+
+/// A ledger written by version 1 (the fixture: Laplace, Gaussian, threshold and mean queries,
+/// a release, a charge cut off before its answer) opens with every charge kept: Laplace ones
+/// unchanged as pure epsilon, Gaussian ones in rho from their stored noise (converting at their
+/// old delta to at most their old epsilon), the rest as they were; budgets, answers and the
+/// release still readable, and a stored query asked again is served free.
+#[test]
+fn a_version_1_ledger_migrates_without_losing_a_charge() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    std::fs::copy(fixture(), &path).unwrap();
+    let (old, old_budgets) = v1_rows(&path);
+    assert_eq!(old.len(), 8);
+    let ledger = Ledger::open(&path).unwrap();
+    let version: i64 = ledger
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut new_count = 0;
+    for (pid, eps_total, delta_total, eps_spent, delta_spent) in &old_budgets {
+        let budget = ledger.budget(pid, "ds").unwrap().unwrap();
+        assert_eq!(units_down(budget.epsilon_total), *eps_total);
+        assert_eq!(units_down(budget.delta_total), *delta_total);
+        let records = ledger.charges(pid, "ds").unwrap();
+        new_count += records.len();
+        let mine: Vec<&V1Charge> = old.iter().filter(|c| &c.1 == pid).collect();
+        assert_eq!(records.len(), mine.len(), "no charge lost or added");
+        let mut gaussian_delta = 0;
+        for (record, (id, _, eps, delta, answer)) in records.iter().zip(mine) {
+            assert_eq!(record.id, *id);
+            assert_eq!(record.released, answer.is_some());
+            let loss = record.loss;
+            let is_gaussian = answer
+                .as_deref()
+                .is_some_and(|a| a.contains(r#""mechanism":"gaussian""#));
+            if *delta == 0 {
+                kinds.entry("pure").and_modify(|n| *n += 1).or_insert(1);
+                assert_eq!(loss, pure(amount(*eps)));
+            } else if is_gaussian {
+                kinds.entry("gaussian").and_modify(|n| *n += 1).or_insert(1);
+                gaussian_delta += delta;
+                assert!(loss.rho > 0.0 && loss.epsilon == 0.0 && loss.delta == 0.0);
+                let converted = ctstats_dp::epsilon_of_rho(loss.rho, amount(*delta)).unwrap();
+                assert!(
+                    converted <= amount(*eps) * (1.0 + 1e-9),
+                    "charge {id}: rho {} converts to {converted} > {}",
+                    loss.rho,
+                    amount(*eps)
+                );
+                assert!(
+                    converted > amount(*eps) * 0.999,
+                    "the rho is the same noise's"
+                );
+            } else {
+                kinds.entry("approx").and_modify(|n| *n += 1).or_insert(1);
+                assert_eq!(loss, threshold(amount(*eps), amount(*delta)));
+            }
+        }
+        // The composed spend is at most the old sum; the approximate deltas are the old ones
+        // but the Gaussians', which are now in rho.
+        assert!(
+            budget.epsilon_spent <= amount(*eps_spent) * (1.0 + 1e-9),
+            "{budget:?}"
+        );
+        assert_eq!(budget.delta_spent, amount(delta_spent - gaussian_delta));
+    }
+    assert_eq!(new_count, old.len());
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [("approx", 2), ("gaussian", 2), ("pure", 4)]
+    );
+    assert_eq!(ledger.dataset_budget("ds").unwrap(), None);
+    // Reopening is a no-op.
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.charges(&old[0].1, "ds").unwrap().len(), 5);
+    // The stored answers and the release are served as they were.
+    let principals = ledger.principals().unwrap();
+    let researcher = principals.iter().find(|p| p.name == "uni").unwrap().clone();
+    let analyst = principals.iter().find(|p| p.name == "hq").unwrap().clone();
+    let config = crate::service::ServiceConfig {
+        data: dir.path().join("no-data"),
+        dataset: "ds".into(),
+        missions: crate::testdata::missions(),
+        max_upload_bytes: 0,
+        max_concurrent_queries: 1,
+    };
+    let service = crate::service::Service::new(config, ledger, None);
+    crate::testdata::block_on(async {
+        for (_, pid, _, _, answer) in &old {
+            let Some(answer) = answer else { continue };
+            let stored: serde_json::Value = serde_json::from_str(answer).unwrap();
+            let Some(query) = stored.get("query") else {
+                continue;
+            };
+            let who = if *pid == researcher.id {
+                &researcher
+            } else if *pid == analyst.id {
+                &analyst
+            } else {
+                continue;
+            };
+            let spec = crate::testdata::spec(&query.to_string());
+            assert_eq!(spec.hash(), stored["query_hash"].as_str().unwrap());
+            let again = service.ask(who, spec).await.unwrap();
+            assert!(again.reused, "{query}");
+            assert_eq!(
+                serde_json::to_value(&again.answer).unwrap(),
+                stored["answer"]
+            );
+        }
+        let releases = service.releases(&analyst).await.unwrap();
+        assert_eq!(releases.len(), 1);
+        service.release(&analyst, 1).await.unwrap();
+    });
+}
+
+/// Old spent totals beyond their charges are kept as a charge; a newer schema is refused.
+#[test]
+fn migration_keeps_unaccounted_spending_and_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    std::fs::copy(fixture(), &path).unwrap();
+    let (_, budgets) = v1_rows(&path);
+    let pid = budgets[0].0.clone();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE budgets SET epsilon_spent = epsilon_spent + 250000000000 WHERE principal_id = ?1",
+            [&pid],
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    let records = ledger.charges(&pid, "ds").unwrap();
+    let kept = records.last().unwrap();
+    assert_eq!(kept.query_hash, migrate::UNACCOUNTED);
+    assert_eq!(kept.loss, pure(0.25));
+    drop(ledger);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+    }
+    assert!(matches!(
+        Ledger::open(&path),
+        Err(LedgerError::NewerSchema(3))
+    ));
 }

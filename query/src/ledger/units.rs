@@ -1,14 +1,15 @@
 //! Amounts in ledger units of 10^-12: costs rounded up, budgets down, so rounding never
 //! favours the caller.
 
-use super::{Budget, Cost};
-
 /// The largest epsilon budget: far above any meaningful one, and 10^18 units fit an i64.
 pub const MAX_EPSILON: f64 = 1e6;
 
 /// The largest delta budget. Delta is the probability that a release is not private at all;
 /// practice keeps it far below one over the number of persons, and nothing here needs more.
 pub const MAX_DELTA: f64 = 0.01;
+
+/// The largest rho budget (as large as the largest epsilon one, for the same reason).
+pub const MAX_RHO: f64 = 1e6;
 
 /// Units per 1.0 of epsilon or delta.
 pub(super) const UNITS: f64 = 1e12;
@@ -71,13 +72,6 @@ pub fn at_most(units: i64) -> f64 {
 /// units, add up to at most the budget's units.
 pub fn share(amount: f64, n: usize) -> f64 {
     at_most(units_down(amount) / n.max(1) as i64)
-}
-
-/// Whether `cost` fits in what `budget` has left, in stored units.
-pub fn affords(budget: &Budget, cost: Cost) -> bool {
-    let left = |total: f64, spent: f64| units_down(total).saturating_sub(units_down(spent));
-    units_up(cost.epsilon) <= left(budget.epsilon_total, budget.epsilon_spent)
-        && units_up(cost.delta) <= left(budget.delta_total, budget.delta_spent)
 }
 
 /// `amount * 10^12` rounded up or down, for a non-negative, non-NaN amount.

@@ -1,7 +1,7 @@
 //! Administration (role `admin`): principals, their budgets, and the audit log (who asked what,
 //! when, at what cost; never a result).
 
-use super::views::{BudgetRequest, BudgetView, CreatedPrincipal, NewPrincipal};
+use super::views::{BudgetRequest, BudgetView, CreatedPrincipal, DatasetBudgetView, NewPrincipal};
 use super::{Service, require};
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{AuditRecord, Principal, Role};
@@ -54,15 +54,50 @@ impl Service {
         req: BudgetRequest,
     ) -> Result<BudgetView> {
         require(caller, &[Role::Admin])?;
+        let total = req.total()?;
         let ds = self.config().dataset.clone();
         let (target, d) = (id.clone(), ds.clone());
-        let budget = self
-            .db(move |l| l.set_budget(&target, &d, req.epsilon, req.delta))
-            .await?;
-        let detail = format!("principal={id} epsilon={} delta={}", req.epsilon, req.delta);
+        let budget = self.db(move |l| l.set_total(&target, &d, total)).await?;
+        let detail = format!("principal={id} {}", req.describe());
         self.audit(caller, "set_budget", detail, None, "set")
             .await?;
         Ok(BudgetView::new(&ds, &budget))
+    }
+
+    /// The dataset-wide budget (roles admin and analyst): its total, what every principal spent
+    /// of it together, and what is left; `set: false` when none is set (no dataset-wide cap).
+    pub async fn dataset_budget(&self, caller: &Principal) -> Result<DatasetBudgetView> {
+        require(caller, &[Role::Admin, Role::Analyst])?;
+        let dataset = self.config().dataset.clone();
+        let ds = dataset.clone();
+        let budget = self.db(move |l| l.dataset_budget(&ds)).await?;
+        Ok(DatasetBudgetView {
+            set: budget.is_some(),
+            budget: budget.map(|b| BudgetView::new(&dataset, &b)),
+            dataset,
+        })
+    }
+
+    /// Set the dataset-wide budget (role admin): every later charge on the dataset, by any
+    /// principal, must fit in it together with every charge made before.
+    pub async fn set_dataset_budget(
+        &self,
+        caller: &Principal,
+        req: BudgetRequest,
+    ) -> Result<DatasetBudgetView> {
+        require(caller, &[Role::Admin])?;
+        let total = req.total()?;
+        let dataset = self.config().dataset.clone();
+        let ds = dataset.clone();
+        let budget = self.db(move |l| l.set_dataset_budget(&ds, total)).await?;
+        let detail = format!("dataset={dataset} {}", req.describe());
+        self.audit(caller, "set_dataset_budget", detail, None, "set")
+            .await?;
+        Ok(DatasetBudgetView {
+            set: true,
+            budget: Some(BudgetView::new(&dataset, &budget)),
+            dataset,
+        })
     }
 
     /// Audit lines after `after` (default 0), at most `limit` (1 to [`AUDIT_PAGE`], default

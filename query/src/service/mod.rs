@@ -22,9 +22,9 @@ pub mod views;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::dp::Cost;
+use crate::dp::Loss;
 use crate::error::{Code, EngineError, Result};
-use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Role};
+use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Refusal, Role, Scope};
 pub use uploads::{UploadError, UploadOutcome, UploadRequest, Uploader};
 use views::BudgetView;
 
@@ -136,11 +136,11 @@ impl Service {
         principal: &Principal,
         action: &'static str,
         detail: String,
-        cost: Option<Cost>,
+        loss: Option<Loss>,
         outcome: &'static str,
     ) -> Result<()> {
         let id = principal.id.clone();
-        self.db(move |l| l.audit(Some(&id), action, &detail, cost, outcome))
+        self.db(move |l| l.audit(Some(&id), action, &detail, loss, outcome))
             .await
     }
 
@@ -162,20 +162,22 @@ impl Service {
             .map_err(EngineError::internal)
     }
 
-    /// Charge `cost` for `hash` to `principal` (write-ahead: before anything is computed), or
-    /// refuse with the audit entry and an error that says what is left. `action` is `query` or
+    /// Charge `loss` for `hash` to `principal` (write-ahead: before anything is computed), or
+    /// refuse with the audit entry and an error that says what is left: `budget_exhausted` when
+    /// the caller's budget refuses, `dataset_budget_exhausted` when the dataset-wide one does
+    /// (then only what is left of it is said, not who spent it). `action` is `query` or
     /// `release`, for the audit log and the message.
     pub(crate) async fn pay(
         &self,
         principal: &Principal,
         action: &'static str,
         hash: &str,
-        cost: Cost,
+        loss: Loss,
         detail: &str,
     ) -> Result<Paying> {
         let dataset = self.config().dataset.clone();
         let (pid, ds, h) = (principal.id.clone(), dataset.clone(), hash.to_string());
-        let charge = self.db(move |l| l.charge(&pid, &ds, &h, cost)).await?;
+        let charge = self.db(move |l| l.charge(&pid, &ds, &h, loss)).await?;
         let detail = detail.to_string();
         match charge {
             Charge::NoBudget => {
@@ -183,18 +185,14 @@ impl Service {
                     .await?;
                 Err(no_budget(&dataset))
             }
-            Charge::Refused { budget } => {
-                self.audit(principal, action, detail, Some(cost), "refused")
+            Charge::Refused { by, reason, budget } => {
+                let outcome = match by {
+                    Scope::Principal => "refused",
+                    Scope::Dataset => "refused_by_dataset",
+                };
+                self.audit(principal, action, detail, Some(loss), outcome)
                     .await?;
-                let left = BudgetView::new(&dataset, &budget);
-                Err(EngineError::new(
-                    Code::BudgetExhausted,
-                    format!(
-                        "this {action} costs epsilon {} and delta {}; you have epsilon {} and delta {} left",
-                        cost.epsilon, cost.delta, left.epsilon_left, left.delta_left
-                    ),
-                )
-                .with_details(serde_json::json!({ "cost": cost, "budget": left })))
+                Err(refused(action, loss, &dataset, by, reason, &budget))
             }
             Charge::Reused { answer, budget } => {
                 self.audit(principal, action, detail, None, "reused")
@@ -204,6 +202,54 @@ impl Service {
             Charge::Charged { paid, budget } => Ok(Paying::Charged { paid, budget }),
         }
     }
+}
+
+/// The refusal of a charge of `loss` by the budget `by`, saying what is left of it.
+fn refused(
+    action: &str,
+    loss: Loss,
+    dataset: &str,
+    by: Scope,
+    reason: Refusal,
+    budget: &Budget,
+) -> EngineError {
+    let left = BudgetView::new(dataset, budget);
+    let (code, whose) = match by {
+        Scope::Principal => (Code::BudgetExhausted, "your budget"),
+        Scope::Dataset => (
+            Code::DatasetBudgetExhausted,
+            "the dataset-wide budget, shared by every principal,",
+        ),
+    };
+    let cost = format!(
+        "this {action} costs rho {}, epsilon {} and delta {}",
+        loss.rho, loss.epsilon, loss.delta
+    );
+    let message = match (reason, budget.rho_total) {
+        (Refusal::DeltaOnRhoBudget, _) => format!(
+            "{cost}; {whose} is in rho and takes no delta: ask without threshold keys or with a \
+             zCDP (Gaussian) or pure (Laplace) budget"
+        ),
+        (Refusal::Exhausted, Some(_)) => format!(
+            "{cost}; {whose} has rho {} left",
+            left.rho_left.unwrap_or(0.0)
+        ),
+        (Refusal::Exhausted, None) => format!(
+            "{cost}; composed with what was spent it does not fit: {whose} has epsilon {} and \
+             delta {} left",
+            left.epsilon_left, left.delta_left
+        ),
+    };
+    let details = match by {
+        Scope::Principal => {
+            serde_json::json!({ "cost": loss, "by": by, "reason": reason, "budget": left })
+        }
+        Scope::Dataset => serde_json::json!({
+            "cost": loss, "by": by, "reason": reason,
+            "left": { "epsilon_left": left.epsilon_left, "delta_left": left.delta_left, "rho_left": left.rho_left },
+        }),
+    };
+    EngineError::new(code, message).with_details(details)
 }
 
 /// Refuse a principal whose role is not among `roles` (a revoked one is refused whatever it is).

@@ -9,7 +9,7 @@ use super::views::{
 };
 use super::{Paying, QUERY_ROLES, Service, no_budget, require};
 use crate::answer::{self, Answer, CostPlan};
-use crate::dp::Cost;
+use crate::dp::{Cost, Loss};
 use crate::error::{EngineError, Result};
 use crate::ledger::{self, Paid, Principal};
 use crate::plan;
@@ -59,7 +59,13 @@ impl Service {
         let detail = format!("{} {}", hash, spec.canonical_json());
         let dataset = self.config().dataset.clone();
         let (paid, budget) = match self
-            .pay(&principal, "query", &hash, plan.total, &detail)
+            .pay(
+                &principal,
+                "query",
+                &hash,
+                Loss::approx(plan.total),
+                &detail,
+            )
             .await?
         {
             Paying::Reused { answer, budget } => {
@@ -86,8 +92,14 @@ impl Service {
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
-                self.audit(&principal, "query", detail, Some(plan.total), "failed")
-                    .await?;
+                self.audit(
+                    &principal,
+                    "query",
+                    detail,
+                    Some(Loss::approx(plan.total)),
+                    "failed",
+                )
+                .await?;
                 return Err(e);
             }
         };
@@ -98,8 +110,14 @@ impl Service {
         };
         let text = serde_json::to_string(&stored).map_err(EngineError::internal)?;
         self.db(move |l| l.store_answer(paid, &text)).await?;
-        self.audit(&principal, "query", detail, Some(plan.total), "answered")
-            .await?;
+        self.audit(
+            &principal,
+            "query",
+            detail,
+            Some(Loss::approx(plan.total)),
+            "answered",
+        )
+        .await?;
         let body = AnswerBody::Fresh(answer);
         Ok(respond(
             stored.query_hash,
@@ -134,11 +152,15 @@ impl Service {
         require(principal, QUERY_ROLES)?;
         let plan = price(&spec).await?;
         let (pid, ds) = (principal.id.clone(), self.config().dataset.clone());
-        let budget = self.db(move |l| l.budget(&pid, &ds)).await?;
+        let loss = Loss::approx(plan.total);
+        let (budget, after) = self
+            .db(move |l| Ok((l.budget(&pid, &ds)?, l.preview_charge(&pid, &ds, loss)?)))
+            .await?;
         let detail = format!("{} {}", spec.hash(), spec.canonical_json());
         self.audit(principal, "preview", detail, None, "previewed")
             .await?;
-        let affordable = budget.is_some_and(|b| ledger::affords(&b, plan.total));
+        let affordable = after.principal.as_ref().is_some_and(|(_, r)| r.is_none())
+            && after.dataset.as_ref().is_none_or(|(_, r)| r.is_none());
         Ok(PreviewResponse {
             query_hash: spec.hash(),
             cells: (spec.keys() == spec::KeysMode::Public)

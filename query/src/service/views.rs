@@ -7,21 +7,39 @@ use utoipa::ToSchema;
 
 use crate::answer::{self, Answer, Part};
 use crate::dp::Cost;
-use crate::error::EngineError;
+use crate::error::{Code, EngineError};
 use crate::indicators::IndicatorView;
-use crate::ledger::{Budget, Role, UploadRecord};
+use crate::ledger::{Budget, Role, Total, UploadRecord};
 use crate::release::ReleaseSummary;
 
-/// A principal's budget on the served dataset.
+/// A budget on the served dataset (a principal's, or the dataset-wide one) and what was spent of
+/// it, composed in zCDP (README, privacy model): the guarantee so far is
+/// (`epsilon_spent`, `delta_total`)-DP.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BudgetView {
     pub dataset: String,
+    /// The (epsilon, delta) budget; 0 for a rho budget.
     pub epsilon_total: f64,
     pub delta_total: f64,
+    /// Set for a budget in zCDP rho instead of (epsilon, delta).
+    pub rho_total: Option<f64>,
+    /// The best valid composition of every charge, as an epsilon at `delta_total`: Gaussian
+    /// charges added in rho and converted once, Laplace charges added (or moved into rho as
+    /// epsilon^2 / 2 where smaller), threshold charges added. 0 for a rho budget.
     pub epsilon_spent: f64,
+    /// The threshold (approximate) charges' deltas added: the delta not expressible in rho.
     pub delta_spent: f64,
     pub epsilon_left: f64,
     pub delta_left: f64,
+    /// The rho of the Gaussian charges added (for a rho budget, with the Laplace charges as
+    /// epsilon^2 / 2).
+    pub rho_spent: f64,
+    /// For a rho budget, the rho left.
+    pub rho_left: Option<f64>,
+    /// The Laplace (pure-DP) charges' epsilons added.
+    pub pure_epsilon_spent: f64,
+    /// The threshold charges' epsilons added.
+    pub approx_epsilon_spent: f64,
 }
 
 impl BudgetView {
@@ -30,10 +48,44 @@ impl BudgetView {
             dataset: dataset.to_string(),
             epsilon_total: b.epsilon_total,
             delta_total: b.delta_total,
+            rho_total: b.rho_total,
             epsilon_spent: b.epsilon_spent,
             delta_spent: b.delta_spent,
             epsilon_left: b.epsilon_left(),
             delta_left: b.delta_left(),
+            rho_spent: b.rho_spent,
+            rho_left: b.rho_left(),
+            pure_epsilon_spent: b.pure_epsilon_spent,
+            approx_epsilon_spent: b.approx_epsilon_spent,
+        }
+    }
+}
+
+/// The dataset-wide budget: the total privacy loss the dataset may incur, over every charge by
+/// every principal. Unset (`set: false`): no dataset-wide cap.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatasetBudgetView {
+    pub dataset: String,
+    pub set: bool,
+    /// Total, spent by all principals together, and left; absent when unset.
+    pub budget: Option<BudgetView>,
+}
+
+/// What is left of a budget, without what was spent (what a caller may know of the dataset-wide
+/// budget whatever its role).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeftView {
+    pub epsilon_left: f64,
+    pub delta_left: f64,
+    pub rho_left: Option<f64>,
+}
+
+impl LeftView {
+    pub fn new(b: &Budget) -> Self {
+        LeftView {
+            epsilon_left: b.epsilon_left(),
+            delta_left: b.delta_left(),
+            rho_left: b.rho_left(),
         }
     }
 }
@@ -159,17 +211,53 @@ pub struct CreatedPrincipal {
     pub token: String,
 }
 
-/// A budget to set.
+/// A budget to set: `epsilon` (and `delta`), or `rho` alone.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub epsilon: f64,
+    /// An (epsilon, delta) budget's epsilon.
     #[serde(default)]
-    /// At most 0.01. (An inclusive bound: JSON numbers a few ulps below an exclusive one can
-    /// be read as the bound itself.)
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub epsilon: Option<f64>,
+    #[serde(default)]
+    /// At most 0.01, with `epsilon` only. (An inclusive bound: JSON numbers a few ulps below an
+    /// exclusive one can be read as the bound itself.)
     #[schema(minimum = 0, maximum = 0.01)]
-    pub delta: f64,
+    pub delta: Option<f64>,
+    /// A zCDP budget instead of (epsilon, delta): the charges' rho total (Laplace charges count
+    /// as epsilon^2 / 2) stays within it, and no threshold (delta) charge is taken.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rho: Option<f64>,
+}
+
+impl BudgetRequest {
+    /// The total it sets: exactly one of `epsilon` and `rho`, `delta` only with `epsilon`.
+    pub fn total(&self) -> Result<Total, EngineError> {
+        match (self.epsilon, self.delta, self.rho) {
+            (Some(epsilon), delta, None) => Ok(Total::Approx {
+                epsilon,
+                delta: delta.unwrap_or(0.0),
+            }),
+            (None, None, Some(rho)) => Ok(Total::Rho { rho }),
+            _ => Err(EngineError::new(
+                Code::InvalidAmount,
+                "a budget is an epsilon (with an optional delta) or a rho alone",
+            )),
+        }
+    }
+
+    /// For the audit log.
+    pub fn describe(&self) -> String {
+        match (self.epsilon, self.rho) {
+            (_, Some(rho)) => format!("rho={rho}"),
+            (epsilon, None) => format!(
+                "epsilon={} delta={}",
+                epsilon.unwrap_or(0.0),
+                self.delta.unwrap_or(0.0)
+            ),
+        }
+    }
 }
 
 /// What can be asked: public metadata.
