@@ -131,9 +131,18 @@ async fn a_release_is_consistent_charged_once_and_free_to_read() {
     let delta = release["cost"]["delta"].as_f64().unwrap();
     assert!(delta > 0.0 && delta <= 1e-6, "{delta}");
     let (_, after) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+    // The ledger is charged the release's rho; the principal's composed epsilon (at its own
+    // budget's delta) grows by at most the release's stated epsilon.
+    let rho = |b: &Value| b["rho_spent"].as_f64().unwrap();
+    let charged = rho(&after) - rho(&before);
+    let stated = release["loss"]["rho"].as_f64().unwrap();
+    assert!(
+        (charged - stated).abs() < 1e-9,
+        "charged rho {charged}, release says {stated}"
+    );
     let spent = epsilon_spent(&after) - epsilon_spent(&before);
     assert!(
-        (spent - cost).abs() < 1e-9,
+        spent > 0.0 && spent <= cost + 1e-9,
         "charged {spent}, release says {cost}"
     );
 
@@ -315,7 +324,7 @@ async fn a_release_is_consistent_charged_once_and_free_to_read() {
         Method::POST,
         "/v1/releases",
         Some(&t.analyst),
-        Some(json!({"name": "too much", "from": 2003, "to": 2008, "epsilon": 7.0, "delta": 1e-6})),
+        Some(json!({"name": "too much", "from": 2003, "to": 2008, "epsilon": 20.0, "delta": 1e-6})),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");

@@ -59,13 +59,7 @@ impl Service {
             serde_json::to_string(&plan.request).map_err(EngineError::internal)?
         );
         let paid = match self
-            .pay(
-                &principal,
-                "release",
-                &hash,
-                plan.loss,
-                &detail,
-            )
+            .pay(&principal, "release", &hash, plan.loss, &detail)
             .await?
         {
             Paying::Reused { answer, .. } => {
@@ -100,14 +94,8 @@ impl Service {
         let (computed, generation) = match computed {
             Ok(c) => c,
             Err(e) => {
-                self.audit(
-                    &principal,
-                    "release",
-                    detail,
-                    Some(plan.loss),
-                    "failed",
-                )
-                .await?;
+                self.audit(&principal, "release", detail, Some(plan.loss), "failed")
+                    .await?;
                 return Err(EngineError::internal(e));
             }
         };
@@ -148,14 +136,8 @@ impl Service {
                 })
             })
             .await?;
-        self.audit(
-            &principal,
-            "release",
-            detail,
-            Some(plan.loss),
-            "answered",
-        )
-        .await?;
+        self.audit(&principal, "release", detail, Some(plan.loss), "answered")
+            .await?;
         let mut release = built;
         release.info.id = id;
         Ok((ReleaseBody::Fresh(release), true))
