@@ -102,6 +102,9 @@ pub enum DesignKind {
 pub const FLOWS_EPSILON_SHARE: f64 = 0.1;
 pub const FLOWS_DELTA_SHARE: f64 = 0.5;
 
+/// One distinct count: its source, validated query and priced plan.
+pub type PricedQuery = (Source, ValidatedSpec, CostPlan);
+
 /// A release request checked against the catalogue and the service's missions, with its plan.
 #[derive(Debug, Clone)]
 pub struct ReleasePlan {
@@ -274,7 +277,7 @@ impl ReleaseRequest {
         missions: &[String],
         k: u32,
         service_missions: &[String],
-    ) -> Result<(Vec<(Source, ValidatedSpec, CostPlan)>, Cost), SpecErrors> {
+    ) -> Result<(Vec<PricedQuery>, Cost), SpecErrors> {
         let sources: BTreeSet<Source> = indicators
             .iter()
             .flat_map(|i| i.formula.sources())
@@ -313,22 +316,13 @@ impl ReleaseRequest {
     }
 
     /// The marginal design at the request's (epsilon, delta), less the flows' part if asked.
-    #[allow(clippy::type_complexity)]
     fn marginals(
         &self,
         indicators: &[Indicator],
         missions: &[String],
         k: u32,
         service_missions: &[String],
-    ) -> Result<
-        (
-            Vec<(Source, ValidatedSpec, CostPlan)>,
-            Cost,
-            Loss,
-            Option<Design>,
-        ),
-        SpecErrors,
-    > {
+    ) -> Result<(Vec<PricedQuery>, Cost, Loss, Option<Design>), SpecErrors> {
         let delta = self.delta.unwrap_or_default();
         let flows: BTreeSet<Source> = indicators
             .iter()
