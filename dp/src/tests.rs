@@ -468,8 +468,8 @@ proptest! {
 }
 
 mod zcdp {
+    use crate::Sensitivity;
     use crate::zcdp::*;
-    use crate::{Cost, Sensitivity};
 
     #[test]
     fn rho_converts_once_and_back() {
@@ -521,24 +521,6 @@ mod zcdp {
         assert_eq!(composed_epsilon(0.1, 0.0, 0.0, &[], 0.0).unwrap(), None);
         // Approximate deltas beyond the budget's.
         assert_eq!(composed_epsilon(0.0, 1.0, 2e-6, &[], 1e-6).unwrap(), None);
-    }
-
-    #[test]
-    fn a_loss_at_a_delta() {
-        let l = Loss::approx(Cost {
-            epsilon: 1.0,
-            delta: 0.0,
-        });
-        assert_eq!(
-            l.at_delta(1e-6).unwrap(),
-            Some(Cost {
-                epsilon: 1.0,
-                delta: 0.0
-            })
-        );
-        let g = Loss::rho(0.5).at_delta(1e-6).unwrap().unwrap();
-        assert_eq!(g.delta, 1e-6);
-        assert!(g.epsilon > 0.5 && g.epsilon < 6.0, "{g:?}");
     }
 
     #[test]

@@ -59,32 +59,11 @@ impl Loss {
         }
     }
 
-    pub fn is_zero(&self) -> bool {
-        self.rho == 0.0 && self.epsilon == 0.0 && self.delta == 0.0
-    }
-
     /// Finite and non-negative in every part.
     pub fn is_valid(&self) -> bool {
         [self.rho, self.epsilon, self.delta]
             .iter()
             .all(|x| x.is_finite() && *x >= 0.0)
-    }
-
-    /// The (epsilon, delta) this loss alone guarantees at `delta` overall (None when `delta`
-    /// is not above the approximate part's delta while a rho must be converted).
-    pub fn at_delta(&self, delta: f64) -> Result<Option<Cost>> {
-        let pure: &[f64] = if self.delta == 0.0 && self.epsilon > 0.0 {
-            std::slice::from_ref(&self.epsilon)
-        } else {
-            &[]
-        };
-        let approx = if self.delta == 0.0 { 0.0 } else { self.epsilon };
-        Ok(
-            composed_epsilon(self.rho, approx, self.delta, pure, delta)?.map(|epsilon| Cost {
-                epsilon,
-                delta: if self.rho > 0.0 { delta } else { self.delta },
-            }),
-        )
     }
 }
 

@@ -506,7 +506,6 @@ mod design {
 
     struct DesignPipeline {
         plan: ReleasePlan,
-        noised: Design,
         exact: [Vec<Vec<i64>>; 2],
     }
 
@@ -547,13 +546,10 @@ mod design {
                 design: Some(DesignKind::Marginals),
             };
             let plan = request.plan(&missions()).unwrap();
-            let design = plan.design.clone().unwrap();
-            let noised = design;
             let recs = dataset();
             DesignPipeline {
                 exact: [exact(&recs, &plan), exact(&neighbour(&recs), &plan)],
                 plan,
-                noised,
             }
         }
 
@@ -592,11 +588,11 @@ mod design {
 
         fn runs(&self, on_d: bool, n: usize) -> Vec<Run> {
             let exact = &self.exact[usize::from(!on_d)];
-            let reconstruct = self.plan.design.as_ref().unwrap();
+            let design = self.plan.design.as_ref().unwrap();
             (0..n)
                 .map(|_| {
-                    let noisy = design::noise(&self.noised, exact).unwrap().into_inner();
-                    self.cells(reconstruct, &noisy)
+                    let noisy = design::noise(design, exact).unwrap().into_inner();
+                    self.cells(design, &noisy)
                 })
                 .collect()
         }

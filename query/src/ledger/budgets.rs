@@ -207,12 +207,18 @@ struct LossUnits {
 }
 
 impl LossUnits {
-    fn of(loss: &Loss) -> LossUnits {
-        LossUnits {
+    /// A charge's loss in units, refused unless finite and non-negative in every part.
+    fn checked(loss: &Loss) -> Result<LossUnits> {
+        if !loss.is_valid() {
+            return Err(LedgerError::InvalidAmount(
+                "a charge is a finite, non-negative (rho, epsilon, delta)".into(),
+            ));
+        }
+        Ok(LossUnits {
             rho: units_up(loss.rho),
             epsilon: units_up(loss.epsilon),
             delta: units_up(loss.delta),
-        }
+        })
     }
 }
 
@@ -330,12 +336,7 @@ impl Ledger {
         query_hash: &str,
         loss: Loss,
     ) -> Result<Charge> {
-        if !loss.is_valid() {
-            return Err(LedgerError::InvalidAmount(
-                "a charge is a finite, non-negative (rho, epsilon, delta)".into(),
-            ));
-        }
-        let new = LossUnits::of(&loss);
+        let new = LossUnits::checked(&loss)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(limit) = principal_limit(&tx, principal_id, dataset)? else {
@@ -399,12 +400,7 @@ impl Ledger {
         dataset: &str,
         loss: Loss,
     ) -> Result<ChargePreview> {
-        if !loss.is_valid() {
-            return Err(LedgerError::InvalidAmount(
-                "a charge is a finite, non-negative (rho, epsilon, delta)".into(),
-            ));
-        }
-        let new = LossUnits::of(&loss);
+        let new = LossUnits::checked(&loss)?;
         let conn = self.conn();
         let after = |limit: Option<Limit>, mut units: Units| -> Result<_> {
             let Some(limit) = limit else { return Ok(None) };

@@ -77,42 +77,39 @@ pub async fn compute_counts(
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         let scale = answer.parts.first().map_or(0.0, |p| p.scale);
-        all.push(answer.cells.map(|cells| counts_of(source, scale, &cells)));
+        let dimensions = answer.dimensions;
+        all.push(
+            answer
+                .cells
+                .map(|cells| counts_of(source, &dimensions, scale, &cells)),
+        );
     }
     Ok((Released::collect(all), generation))
 }
 
-/// The noisy counts of an answer keyed by (mission, period, breakdown key or bin).
-fn counts_of(source: &Source, scale: f64, cells: &[Cell]) -> Counts {
-    let keyed = source.breakdown.is_some();
+/// The noisy counts of an answer keyed by (mission, period, key): the period is `""` for a count
+/// over the whole period (no registration dimension), and the key is the remaining dimensions'
+/// keys joined by `>` (breakdown key or bin; `CIT>DST` for flows), `""` without breakdown.
+fn counts_of(source: &Source, dimensions: &[String], scale: f64, cells: &[Cell]) -> Counts {
+    let periodic = dimensions
+        .get(1)
+        .is_some_and(|d| d.starts_with("registration_"));
+    let first_key = 1 + usize::from(periodic);
     cells
         .iter()
         .map(|cell| {
-            // Flows over the whole period: (mission, citizenship, destination).
-            if source.destination.is_some() && cell.key.len() == 3 {
-                return (
-                    (
-                        cell.key[0].clone(),
-                        String::new(),
-                        format!("{}>{}", cell.key[1], cell.key[2]),
-                    ),
-                    Noisy {
-                        value: cell.estimate,
-                        scale,
-                    },
-                );
-            }
-            let key = match (keyed, source.destination) {
-                (false, _) => String::new(),
-                (true, None) => cell.key.get(2).cloned().unwrap_or_default(),
-                (true, Some(_)) => format!(
-                    "{}>{}",
-                    cell.key.get(2).map_or("", String::as_str),
-                    cell.key.get(3).map_or("", String::as_str)
-                ),
+            let period = if periodic {
+                cell.key[1].clone()
+            } else {
+                String::new()
+            };
+            let key = if source.breakdown.is_some() {
+                cell.key[first_key.min(cell.key.len())..].join(">")
+            } else {
+                String::new()
             };
             (
-                (cell.key[0].clone(), cell.key[1].clone(), key),
+                (cell.key[0].clone(), period, key),
                 Noisy {
                     value: cell.estimate,
                     scale,

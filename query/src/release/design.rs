@@ -386,27 +386,10 @@ impl Design {
         self.marginals.iter().position(|m| m.id == *id)
     }
 
-    /// The fields the persons table needs, in a fixed order.
-    fn person_fields(&self) -> Vec<&'static str> {
+    /// The fields the marginals of `level` read, in a fixed order.
+    fn fields(&self, level: Level) -> Vec<&'static str> {
         let mut fields = BTreeSet::new();
-        for m in self
-            .marginals
-            .iter()
-            .filter(|m| m.id.level == Level::Persons)
-        {
-            if let By::Field(f) = m.id.by {
-                fields.insert(f);
-            }
-            if let Some((f, _)) = m.id.filter {
-                fields.insert(f);
-            }
-        }
-        fields.into_iter().collect()
-    }
-
-    fn case_fields(&self) -> Vec<&'static str> {
-        let mut fields = BTreeSet::new();
-        for m in self.marginals.iter().filter(|m| m.id.level == Level::Cases) {
+        for m in self.marginals.iter().filter(|m| m.id.level == level) {
             if let By::Field(f) = m.id.by {
                 fields.insert(f);
             }
@@ -425,8 +408,8 @@ impl Design {
             PeriodKind::Year => Dimension::RegistrationYear,
             PeriodKind::Quarter => Dimension::RegistrationQuarter,
         };
-        let persons = self.person_fields();
-        let cases = self.case_fields();
+        let persons = self.fields(Level::Persons);
+        let cases = self.fields(Level::Cases);
         let fields: BTreeSet<&str> = persons.iter().chain(&cases).copied().collect();
         let mut base = vec![
             "person_key".to_string(),
@@ -532,8 +515,8 @@ pub async fn exact_marginals(
         .map(|(i, p)| (p.as_str(), i))
         .collect();
     let tables = [
-        (Level::Persons, design.person_fields(), "f_types"),
-        (Level::Cases, design.case_fields(), "f_assistance"),
+        (Level::Persons, design.fields(Level::Persons), "f_types"),
+        (Level::Cases, design.fields(Level::Cases), "f_assistance"),
     ];
     for ((level, fields, extra), batches) in tables.iter().zip(&results) {
         let mut names: Vec<String> = vec!["c_mission".into(), "c_period".into()];

@@ -479,17 +479,8 @@ pub fn indicators(
                 }
             }
         }
-        out.push(ReleaseIndicator {
-            id: indicator.id.to_string(),
-            title: indicator.title.to_string(),
-            unit: indicator.unit,
-            kind: indicator.kind,
-            definition: indicator.definition.to_string(),
-            breakdown: indicator.breakdown().map(str::to_string),
-            cells,
-        });
+        out.push(ReleaseIndicator::new(indicator, cells));
     }
-    used.sort_by(|x, y| (&x.table, &x.country, x.year).cmp(&(&y.table, &y.country, y.year)));
-    used.dedup();
+    super::sort_sources(&mut used);
     (out, used)
 }

@@ -2,7 +2,14 @@
 //! budget, post-processed to be internally consistent, stored, and then served to every role at
 //! no further cost.
 //!
-//! # Budget split
+//! Two designs ([`DesignKind`]):
+//! - **marginals** (the default): the release is one noise plan over the persons and cases
+//!   marginals, with rho by declared weight, every indicator reconstructed by least squares and
+//!   given exact or Fieller intervals. See [`design`] and [`estimate`]; the flows, when asked for,
+//!   are thresholded per mission over the whole period.
+//! - **equal split** (the earlier rule, kept for comparison): described below.
+//!
+//! # Budget split (equal split)
 //!
 //! The indicators are reduced to their distinct DP counts ([`Source`]s): the persons total is
 //! asked once however many indicators divide by it. The release's epsilon is split in equal
@@ -12,7 +19,7 @@
 //! `plan.rs`), so every cell of a count gets the count's whole share. Noise is discrete Laplace:
 //! releases spend epsilon only.
 //!
-//! # Post-processing (free: it only reads noisy values)
+//! # Post-processing (equal split; free: it only reads noisy values)
 //!
 //! Per mission and period:
 //! 1. the persons total is re-estimated from its own noisy value and the sums of the breakdowns
@@ -24,7 +31,7 @@
 //! 4. shares are computed from the post-processed counts and clipped to [0, 1]; a zero
 //!    denominator gives no value, only the interval [0, 1].
 //!
-//! # Intervals
+//! # Intervals (equal split)
 //!
 //! A count's interval is the 95% interval of its raw noisy value (discrete Laplace tail, clipped at 0),
 //! widened to contain the published value when post-processing moved it outside. A ratio's
@@ -78,6 +85,27 @@ pub struct ReleaseIndicator {
     pub definition: String,
     pub breakdown: Option<String>,
     pub cells: Vec<ReleaseCell>,
+}
+
+impl ReleaseIndicator {
+    /// The indicator's published cells, with its catalogue description.
+    pub(crate) fn new(indicator: &indicators::Indicator, cells: Vec<ReleaseCell>) -> Self {
+        ReleaseIndicator {
+            id: indicator.id.to_string(),
+            title: indicator.title.to_string(),
+            unit: indicator.unit,
+            kind: indicator.kind,
+            definition: indicator.definition.to_string(),
+            breakdown: indicator.breakdown().map(str::to_string),
+            cells,
+        }
+    }
+}
+
+/// The reference rows a release read, each once, in a fixed order.
+pub(crate) fn sort_sources(used: &mut Vec<SourceUsed>) {
+    used.sort_by(|x, y| (&x.table, &x.country, x.year).cmp(&(&y.table, &y.country, y.year)));
+    used.dedup();
 }
 
 /// Estimated victims per country and year, from a published source.

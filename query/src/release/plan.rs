@@ -302,16 +302,7 @@ impl ReleaseRequest {
             let plan = CostPlan::new(&validated).map_err(|e| error("epsilon", e.to_string()))?;
             queries.push((source, validated, plan));
         }
-        let units = |f: fn(&Cost) -> f64| -> i64 {
-            queries
-                .iter()
-                .map(|(_, _, p)| ledger::units_up(f(&p.total)))
-                .sum()
-        };
-        let cost = Cost {
-            epsilon: ledger::at_most(units(|c| c.epsilon)),
-            delta: ledger::at_most(units(|c| c.delta)),
-        };
+        let cost = total_cost(&queries);
         Ok((queries, cost))
     }
 
@@ -356,16 +347,7 @@ impl ReleaseRequest {
             let plan = CostPlan::new(&validated).map_err(|e| error("epsilon", e.to_string()))?;
             queries.push((source, validated, plan));
         }
-        let units = |f: fn(&Cost) -> f64| -> i64 {
-            queries
-                .iter()
-                .map(|(_, _, p)| ledger::units_up(f(&p.total)))
-                .sum()
-        };
-        let approx = Cost {
-            epsilon: ledger::at_most(units(|c| c.epsilon)),
-            delta: ledger::at_most(units(|c| c.delta)),
-        };
+        let approx = total_cost(&queries);
         let left_epsilon =
             ledger::at_most(ledger::units_down(self.epsilon) - ledger::units_up(approx.epsilon));
         let left_delta = delta - approx.delta;
@@ -383,6 +365,20 @@ impl ReleaseRequest {
             .filter(|e| *e <= self.epsilon)
             .ok_or_else(|| error("epsilon", "the design does not fit the budget"))?;
         Ok((queries, Cost { epsilon, delta }, loss, Some(design)))
+    }
+}
+
+/// The queries' costs added in ledger units, each rounded up: what the ledger is charged for them.
+fn total_cost(queries: &[PricedQuery]) -> Cost {
+    let units = |f: fn(&Cost) -> f64| -> i64 {
+        queries
+            .iter()
+            .map(|(_, _, p)| ledger::units_up(f(&p.total)))
+            .sum()
+    };
+    Cost {
+        epsilon: ledger::at_most(units(|c| c.epsilon)),
+        delta: ledger::at_most(units(|c| c.delta)),
     }
 }
 
