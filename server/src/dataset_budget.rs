@@ -37,7 +37,7 @@ pub(crate) async fn dataset_budget(
 /// or it is refused (`dataset_budget_exhausted`) and nothing is charged (role `admin`).
 #[utoipa::path(
     put, path = "/v1/dataset/budget", tag = "admin",
-    request_body = BudgetRequest,
+    request_body = ctstats_query::service::views::BudgetForm,
     responses(
         (status = 200, description = "The dataset-wide budget now", body = DatasetBudgetView),
         (status = 400, description = "Invalid amounts", body = ErrorBody),

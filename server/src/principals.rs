@@ -85,7 +85,7 @@ pub(crate) async fn revoke_principal(
 #[utoipa::path(
     put, path = "/v1/principals/{id}/budget", tag = "admin",
     params(("id" = String, Path, description = "Principal id")),
-    request_body = BudgetRequest,
+    request_body = ctstats_query::service::views::BudgetForm,
     responses(
         (status = 200, description = "The budget now", body = BudgetView),
         (status = 400, description = "Invalid amounts", body = ErrorBody),

@@ -231,6 +231,36 @@ pub struct BudgetRequest {
     pub rho: Option<f64>,
 }
 
+/// The two forms of a [`BudgetRequest`] as the API documents them: an (epsilon, delta) budget or a
+/// rho alone, and no other field. The body is read as a [`BudgetRequest`] and checked by
+/// [`BudgetRequest::total`], so that a body mixing the two forms is told `invalid_amount`, not a
+/// parse error.
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+pub enum BudgetForm {
+    Approx(ApproxBudgetForm),
+    Rho(RhoBudgetForm),
+}
+
+/// An (epsilon, delta) budget.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproxBudgetForm {
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub epsilon: f64,
+    /// At most 0.01 (inclusive).
+    #[schema(minimum = 0, maximum = 0.01)]
+    pub delta: Option<f64>,
+}
+
+/// A zCDP budget.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RhoBudgetForm {
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub rho: f64,
+}
+
 impl BudgetRequest {
     /// The total it sets: exactly one of `epsilon` and `rho`, `delta` only with `epsilon`.
     pub fn total(&self) -> Result<Total, EngineError> {
