@@ -53,7 +53,7 @@ pub use sensitivity::Sensitivity;
 pub use sparse::{SparsePreview, SparseRelease, preview_sparse, release_sparse};
 pub use zcdp::{
     GaussianPreview, GaussianRelease, Loss, composed_epsilon, epsilon_of_rho, preview_gaussian,
-    release_gaussian, rho_for, rho_of_gaussian,
+    release_gaussian, rho_for, rho_for_accuracy, rho_of_gaussian,
 };
 
 /// The privacy cost of one release: what the ledger charges.

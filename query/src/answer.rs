@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dp::{self, Cost, DpError, Mechanism, Released, Sensitivity};
+use crate::dp::{self, Cost, DpError, Loss, Mechanism, Released, Sensitivity};
 use crate::ledger;
 use crate::plan::{Aggregates, contributions};
 use crate::spec::{self, KeysMode, Measure, Privacy, ValidatedSpec};
@@ -61,18 +61,33 @@ pub struct Part {
     /// this count are not released.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i64>,
-    /// What releasing this part costs (OpenDP's privacy map).
+    /// What releasing this part alone costs as (epsilon, delta): OpenDP's privacy map; for a
+    /// Gaussian part, its rho converted at the query's delta.
     pub cost: Cost,
+    /// What the ledger is charged for this part, in the terms it composes in: a rho for a
+    /// Gaussian part, an (epsilon, delta) otherwise.
+    pub loss: Loss,
     /// The budget the part is calibrated to (the cost is at most this).
     #[serde(skip)]
-    budget: Cost,
+    budget: PartBudget,
+}
+
+/// What one part is calibrated to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PartBudget {
+    Approx(Cost),
+    Rho(f64),
 }
 
 /// The priced parts of a query. Deterministic: the same spec always has the same plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostPlan {
     pub parts: Vec<Part>,
-    /// The sum of the parts' costs, each rounded up to ledger units: what the ledger is charged.
+    /// What the ledger is charged: the parts' losses added, each rounded up to ledger units.
+    pub loss: Loss,
+    /// The (epsilon, delta) the query costs: for Laplace and threshold parts the sum of their
+    /// costs (each rounded up to ledger units), for Gaussian parts their rho total converted
+    /// once at the query's delta.
     pub total: Cost,
 }
 
@@ -83,24 +98,34 @@ fn dp_mechanism(mechanism: spec::Mechanism) -> Mechanism {
     }
 }
 
+/// Added in ledger units, each rounded up, so the total is what the ledger charges and never
+/// less than the parts.
+fn added(values: impl Iterator<Item = f64>) -> f64 {
+    ledger::at_most(values.map(ledger::units_up).sum())
+}
+
 impl CostPlan {
     /// Split and price the spec's privacy (module docs). Errors are the caller's (a budget too
     /// small, an accuracy no budget can reach) unless [`DpError::is_caller_error`] says not.
     pub fn new(spec: &ValidatedSpec) -> Result<CostPlan, DpError> {
         let components = contributions(spec);
-        let parts_count = components.len();
         let mechanism = dp_mechanism(spec.mechanism());
+        if mechanism == Mechanism::Gaussian && spec.keys() == KeysMode::Public {
+            return Self::gaussian(spec, &components);
+        }
+        let parts_count = components.len();
         let selector = selector(spec, components.iter().map(|(name, _)| *name));
         let delta = match spec.privacy() {
             Privacy::Budget { delta, .. } | Privacy::Accuracy { delta, .. } => delta,
+            Privacy::Rho { .. } => {
+                return Err(DpError::InvalidBudget(
+                    "a rho budget is spent by the gaussian mechanism".into(),
+                ));
+            }
         };
         let mut parts = Vec::with_capacity(components.len());
         for (i, (name, c)) in components.iter().enumerate() {
-            let sensitivity = Sensitivity {
-                l0: c.l0,
-                l1: c.l1,
-                linf: c.linf,
-            };
+            let sensitivity = sensitivity_of(c);
             let selects = selector == Some(i);
             let (mechanism, part_delta) = match (spec.keys(), delta) {
                 (KeysMode::Threshold, Some(d)) => (
@@ -127,44 +152,104 @@ impl CostPlan {
                         delta: if selects { part_delta } else { needed.delta },
                     }
                 }
+                Privacy::Rho { .. } => unreachable!("refused above"),
             };
-            let part = if selects {
+            let (scale, half_width_95, threshold, cost) = if selects {
                 let p = dp::preview_sparse(&sensitivity, budget)?;
-                Part {
-                    name: name.to_string(),
-                    sensitivity,
-                    mechanism,
-                    scale: p.scale,
-                    half_width_95: p.half_width_95,
-                    threshold: Some(p.threshold),
-                    cost: p.cost,
-                    budget,
-                }
+                (p.scale, p.half_width_95, Some(p.threshold), p.cost)
             } else {
                 let p = dp::preview(&sensitivity, mechanism, budget)?;
-                Part {
-                    name: name.to_string(),
-                    sensitivity,
-                    mechanism,
-                    scale: p.scale,
-                    half_width_95: p.half_width_95,
-                    threshold: None,
-                    cost: p.cost,
-                    budget,
-                }
+                (p.scale, p.half_width_95, None, p.cost)
             };
-            parts.push(part);
+            parts.push(Part {
+                name: name.to_string(),
+                sensitivity,
+                mechanism,
+                scale,
+                half_width_95,
+                threshold,
+                cost,
+                loss: Loss::approx(cost),
+                budget: PartBudget::Approx(budget),
+            });
         }
-        // Added in ledger units, each part rounded up, so the total is what the ledger charges
-        // and never less than the parts' costs.
-        let units = |cost: fn(&Part) -> f64| -> i64 {
-            parts.iter().map(|p| ledger::units_up(cost(p))).sum()
-        };
         let total = Cost {
-            epsilon: ledger::at_most(units(|p| p.cost.epsilon)),
-            delta: ledger::at_most(units(|p| p.cost.delta)),
+            epsilon: added(parts.iter().map(|p| p.cost.epsilon)),
+            delta: added(parts.iter().map(|p| p.cost.delta)),
         };
-        Ok(CostPlan { parts, total })
+        Ok(CostPlan {
+            parts,
+            loss: Loss::approx(total),
+            total,
+        })
+    }
+
+    /// The discrete Gaussian with public keys, priced in zCDP: a budget's rho (given, or the
+    /// largest whose conversion at delta is within the epsilon asked) split equally over the
+    /// parts, or each part's rho for the accuracy asked; the total converted once.
+    fn gaussian(
+        spec: &ValidatedSpec,
+        components: &[(&'static str, crate::plan::Contribution)],
+    ) -> Result<CostPlan, DpError> {
+        let n = components.len();
+        let (share, delta) = match spec.privacy() {
+            Privacy::Budget { epsilon, delta } => {
+                let delta = delta.ok_or_else(|| {
+                    DpError::InvalidBudget("the gaussian mechanism needs a delta".into())
+                })?;
+                (Some(ledger::share(dp::rho_for(epsilon, delta)?, n)), delta)
+            }
+            Privacy::Rho { rho, delta } => (Some(ledger::share(rho, n)), delta),
+            Privacy::Accuracy { delta, .. } => (
+                None,
+                delta.ok_or_else(|| {
+                    DpError::InvalidBudget("the gaussian mechanism needs a delta".into())
+                })?,
+            ),
+        };
+        let mut parts = Vec::with_capacity(n);
+        for (name, c) in components {
+            let sensitivity = sensitivity_of(c);
+            let rho = match (share, spec.privacy()) {
+                (Some(share), _) => share,
+                (None, Privacy::Accuracy { half_width_95, .. }) => {
+                    dp::rho_for_accuracy(&sensitivity, half_width_95)?
+                }
+                (None, _) => unreachable!("a budget has a share"),
+            };
+            let p = dp::preview_gaussian(&sensitivity, rho)?;
+            parts.push(Part {
+                name: name.to_string(),
+                sensitivity,
+                mechanism: Mechanism::Gaussian,
+                scale: p.scale,
+                half_width_95: p.half_width_95,
+                threshold: None,
+                cost: Cost {
+                    epsilon: dp::epsilon_of_rho(p.rho, delta)?,
+                    delta,
+                },
+                loss: Loss::rho(p.rho),
+                budget: PartBudget::Rho(rho),
+            });
+        }
+        let rho = added(parts.iter().map(|p| p.loss.rho));
+        Ok(CostPlan {
+            parts,
+            loss: Loss::rho(rho),
+            total: Cost {
+                epsilon: dp::epsilon_of_rho(rho, delta)?,
+                delta,
+            },
+        })
+    }
+}
+
+fn sensitivity_of(c: &crate::plan::Contribution) -> Sensitivity {
+    Sensitivity {
+        l0: c.l0,
+        l1: c.l1,
+        linf: c.linf,
     }
 }
 
@@ -218,8 +303,10 @@ pub struct Answer {
     pub cells: Released<Vec<Cell>>,
     /// The noisy parts, their noise scales and costs.
     pub parts: Vec<Part>,
-    /// What this answer cost when it was released.
+    /// What this answer cost when it was released, as (epsilon, delta).
     pub cost: Cost,
+    /// What releasing it charged the ledger, in the terms charges compose in.
+    pub loss: Loss,
     /// Generation of the dataset manifest the answer was computed from.
     pub generation: u64,
     pub notes: Vec<String>,
@@ -232,6 +319,39 @@ pub enum ReleaseError {
     Dp(#[from] DpError),
     #[error("internal answer error: {0}")]
     Internal(String),
+}
+
+fn checked(part: &Part, cost: Cost) -> Result<(), ReleaseError> {
+    if cost == part.cost {
+        Ok(())
+    } else {
+        Err(ReleaseError::Internal(format!(
+            "part {} cost {cost:?}, not the charged {:?}",
+            part.name, part.cost
+        )))
+    }
+}
+
+/// One part's values noised at the budget it was priced at, checked against that price.
+fn noised(values: &[i64], part: &Part) -> Result<Released<Vec<i64>>, ReleaseError> {
+    match part.budget {
+        PartBudget::Approx(budget) => {
+            let r = dp::release_counts(values, &part.sensitivity, part.mechanism, budget)?;
+            checked(part, r.cost())?;
+            Ok(r.released())
+        }
+        PartBudget::Rho(rho) => {
+            let r = dp::release_gaussian(values, &part.sensitivity, rho)?;
+            let p = r.preview();
+            if p.rho != part.loss.rho || p.scale != part.scale {
+                return Err(ReleaseError::Internal(format!(
+                    "part {} would spend rho {} at sigma {}, not the charged {} at {}",
+                    part.name, p.rho, p.scale, part.loss.rho, part.scale
+                )));
+            }
+            Ok(r.released())
+        }
+    }
 }
 
 /// Noise the aggregates with the planned budgets and build the cells. Synchronous: run it in
@@ -253,85 +373,69 @@ pub fn release(
             "the aggregates do not match the priced plan".into(),
         ));
     }
-    let checked = |part: &Part, cost: Cost| {
-        if cost == part.cost {
-            Ok(())
-        } else {
-            Err(ReleaseError::Internal(format!(
-                "part {} cost {cost:?}, not the charged {:?}",
-                part.name, part.cost
-            )))
-        }
-    };
 
     // Which cells are released, and each part's noisy value for them.
-    let (cells, noisy): (Vec<Vec<String>>, Vec<Released<Vec<i64>>>) = match plan
-        .parts
-        .iter()
-        .position(|p| p.threshold.is_some())
-    {
-        None => {
-            let mut noisy = Vec::with_capacity(plan.parts.len());
-            for (part, component) in plan.parts.iter().zip(&aggregates.components) {
-                let r = dp::release_counts(
-                    &component.values,
-                    &part.sensitivity,
-                    part.mechanism,
-                    part.budget,
-                )?;
-                checked(part, r.cost())?;
-                noisy.push(r.released());
-            }
-            (aggregates.cells.clone(), noisy)
-        }
-        Some(sel) => {
-            let index: HashMap<String, usize> = aggregates
-                .cells
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| (join_key(cell), i))
-                .collect();
-            let counts: Vec<(String, i64)> = aggregates
-                .cells
-                .iter()
-                .zip(&aggregates.components[sel].values)
-                .filter(|(_, v)| **v > 0)
-                .map(|(cell, v)| (join_key(cell), *v))
-                .collect();
-            let part = &plan.parts[sel];
-            let r = dp::release_sparse(counts, &part.sensitivity, part.budget)?;
-            checked(part, r.cost())?;
-            let mut selected: Vec<(usize, i64)> = r
-                .counts()
-                .iter()
-                .map(|(k, v)| {
-                    index.get(k).map(|i| (*i, *v)).ok_or_else(|| {
-                        ReleaseError::Internal("a released key is not a cell".into())
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            selected.sort_unstable();
-            let mut noisy = Vec::with_capacity(plan.parts.len());
-            for (i, (part, component)) in plan.parts.iter().zip(&aggregates.components).enumerate()
-            {
-                if i == sel {
-                    let values = selected.iter().map(|(_, v)| *v).collect();
-                    noisy.push(r.released().map(|_| values));
-                    continue;
+    let (cells, noisy): (Vec<Vec<String>>, Vec<Released<Vec<i64>>>) =
+        match plan.parts.iter().position(|p| p.threshold.is_some()) {
+            None => {
+                let mut noisy = Vec::with_capacity(plan.parts.len());
+                for (part, component) in plan.parts.iter().zip(&aggregates.components) {
+                    noisy.push(noised(&component.values, part)?);
                 }
-                let values: Vec<i64> = selected.iter().map(|(c, _)| component.values[*c]).collect();
-                let r =
-                    dp::release_counts(&values, &part.sensitivity, part.mechanism, part.budget)?;
-                checked(part, r.cost())?;
-                noisy.push(r.released());
+                (aggregates.cells.clone(), noisy)
             }
-            let cells = selected
-                .iter()
-                .map(|(c, _)| aggregates.cells[*c].clone())
-                .collect();
-            (cells, noisy)
-        }
-    };
+            Some(sel) => {
+                let index: HashMap<String, usize> = aggregates
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, cell)| (join_key(cell), i))
+                    .collect();
+                let counts: Vec<(String, i64)> = aggregates
+                    .cells
+                    .iter()
+                    .zip(&aggregates.components[sel].values)
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(cell, v)| (join_key(cell), *v))
+                    .collect();
+                let part = &plan.parts[sel];
+                let PartBudget::Approx(budget) = part.budget else {
+                    return Err(ReleaseError::Internal(
+                        "threshold keys are priced in (epsilon, delta)".into(),
+                    ));
+                };
+                let r = dp::release_sparse(counts, &part.sensitivity, budget)?;
+                checked(part, r.cost())?;
+                let mut selected: Vec<(usize, i64)> = r
+                    .counts()
+                    .iter()
+                    .map(|(k, v)| {
+                        index.get(k).map(|i| (*i, *v)).ok_or_else(|| {
+                            ReleaseError::Internal("a released key is not a cell".into())
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                selected.sort_unstable();
+                let mut noisy = Vec::with_capacity(plan.parts.len());
+                for (i, (part, component)) in
+                    plan.parts.iter().zip(&aggregates.components).enumerate()
+                {
+                    if i == sel {
+                        let values = selected.iter().map(|(_, v)| *v).collect();
+                        noisy.push(r.released().map(|_| values));
+                        continue;
+                    }
+                    let values: Vec<i64> =
+                        selected.iter().map(|(c, _)| component.values[*c]).collect();
+                    noisy.push(noised(&values, part)?);
+                }
+                let cells = selected
+                    .iter()
+                    .map(|(c, _)| aggregates.cells[*c].clone())
+                    .collect();
+                (cells, noisy)
+            }
+        };
 
     let mut notes = Vec::new();
     let mut dimensions = aggregates.dimensions.clone();
@@ -398,6 +502,7 @@ pub fn release(
         cells: out_cells,
         parts: plan.parts.clone(),
         cost: plan.total,
+        loss: plan.loss,
         generation: aggregates.generation,
         notes,
     })

@@ -150,6 +150,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/releases",
             get(releases::list_releases).post(releases::create_release),
         )
+        .route("/v1/releases/preview", post(releases::preview_release))
         .route("/v1/releases/{id}", get(releases::get_release))
         .route(
             "/v1/reference/{table}",

@@ -39,7 +39,7 @@ impl Modify for BearerAuth {
         batches::list_batches, principals::list_principals, principals::add_principal,
         principals::revoke_principal, principals::set_budget, dataset_budget::dataset_budget,
         dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
-        dimensions::list_indicators, releases::create_release, releases::list_releases,
+        dimensions::list_indicators, releases::create_release, releases::preview_release, releases::list_releases,
         releases::get_release, reference::get_reference, reference::put_reference,
         dashboard::dashboard
     ),

@@ -1,4 +1,4 @@
-//! `/v1/releases`: create (analyst, charged once), list and read (every role, free).
+//! `/v1/releases`: preview and create (analyst, charged once), list and read (every role, free).
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ctstats_query::error::Code;
 use ctstats_query::release::{Release, ReleaseRequest};
-use ctstats_query::service::views::ReleaseList;
+use ctstats_query::service::views::{ReleaseList, ReleasePreview};
 
 use crate::AppState;
 use crate::auth::{Analyst, Caller, Reader};
@@ -44,6 +44,33 @@ pub(crate) async fn create_release(
         StatusCode::OK
     };
     Ok((status, Json(release)).into_response())
+}
+
+/// What a release would cost, how precise each indicator would be, and what it would leave of
+/// the caller's and the dataset's budgets; nothing is computed or charged.
+#[utoipa::path(
+    post, path = "/v1/releases/preview", tag = "releases",
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "The release's rho, (epsilon, delta), planning half-widths and the budgets after it; nothing is charged", body = ReleasePreview),
+        (status = 400, description = "The request is malformed", body = ErrorBody),
+        Unauthenticated,
+        (status = 403, description = "Not an analyst", body = ErrorBody),
+        Failure,
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn preview_release(
+    State(state): State<AppState>,
+    caller: Caller<Analyst>,
+    JsonBody(request): JsonBody<ReleaseRequest>,
+) -> Result<Json<ReleasePreview>, ApiError> {
+    Ok(Json(
+        state
+            .service()
+            .preview_release(&caller.principal, request)
+            .await?,
+    ))
 }
 
 /// Stored releases of the served dataset, newest first (every role, free).

@@ -117,6 +117,57 @@ async fn a_release_is_consistent_charged_once_and_free_to_read() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, before) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+
+    // The preview says what the release will charge, how precise each indicator will be and
+    // what it leaves of the budget, and charges nothing.
+    let (status, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases/preview",
+        Some(&t.analyst),
+        Some(request.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["design"], "marginals");
+    assert_eq!(preview["affordable"], true);
+    let figures = |id: &str| {
+        preview["indicators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not previewed: {preview}"))
+            .clone()
+    };
+    let persons = figures("persons_assisted")["count_half_width_95"]
+        .as_f64()
+        .unwrap();
+    assert!(persons > 1.0 && persons < 20.0, "{preview}");
+    let shelter = figures("shelter_uptake")["share_half_width_95"]
+        .as_f64()
+        .unwrap();
+    assert!(shelter > 0.01 && shelter < 0.3, "{preview}");
+    assert!(
+        preview["marginals"].as_array().unwrap().len() >= 10,
+        "{preview}"
+    );
+    let rho = preview["loss"]["rho"].as_f64().unwrap();
+    let rho_after = preview["after"]["principal"]["rho_spent"].as_f64().unwrap();
+    let rho_before = before["rho_spent"].as_f64().unwrap();
+    assert!((rho_after - rho_before - rho).abs() < 1e-9, "{preview}");
+    let (status, _) = call(
+        &s.router,
+        Method::POST,
+        "/v1/releases/preview",
+        Some(&t.researcher),
+        Some(request.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, unchanged) = call(&s.router, Method::GET, "/v1/budget", Some(&t.analyst), None).await;
+    assert_eq!(unchanged, before, "a preview charged the budget");
+
     let (status, release) = call(
         &s.router,
         Method::POST,
@@ -126,6 +177,11 @@ async fn a_release_is_consistent_charged_once_and_free_to_read() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{release}");
+    assert_eq!(
+        release["loss"], preview["loss"],
+        "the release charges what was previewed"
+    );
+    assert_eq!(release["cost"], preview["cost"]);
     let cost = release["cost"]["epsilon"].as_f64().unwrap();
     assert!(cost > 3.99 && cost <= 4.0, "{cost}");
     let delta = release["cost"]["delta"].as_f64().unwrap();

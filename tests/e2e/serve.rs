@@ -530,6 +530,102 @@ async fn every_endpoint_answers_each_role_as_documented() {
 }
 
 #[tokio::test]
+async fn a_preview_states_rho_its_epsilon_and_what_both_budgets_would_keep() {
+    let s = service(1.0);
+    let token = Some(s.tokens.researcher.as_str());
+    // With a delta the query is Gaussian and priced in rho.
+    let mut gaussian = grouped(0.5);
+    gaussian["budget"]["delta"] = json!(1e-7);
+    let (status, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/preview",
+        token,
+        Some(gaussian.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let rho = preview["loss"]["rho"].as_f64().unwrap();
+    assert!(rho > 0.0, "{preview}");
+    assert_eq!(preview["loss"]["epsilon"], 0.0);
+    assert_eq!(preview["parts"][0]["mechanism"], "gaussian");
+    let epsilon = preview["cost"]["epsilon"].as_f64().unwrap();
+    assert!(epsilon <= 0.5 && epsilon > 0.49, "{preview}");
+    assert_eq!(
+        preview["half_width_95"],
+        preview["parts"][0]["half_width_95"]
+    );
+    assert_eq!(preview["affordable"], true);
+    let after = &preview["after"];
+    assert_eq!(after["principal"]["rho_spent"].as_f64().unwrap(), rho);
+    // Converted at the caller's delta (1e-5), not the query's: less than the query states.
+    let composed = after["principal"]["epsilon_spent"].as_f64().unwrap();
+    assert!(composed > 0.0 && composed < epsilon, "{preview}");
+    assert!(
+        after["dataset"].is_null(),
+        "no dataset budget is set: {preview}"
+    );
+    assert!(after["refused_by"].is_null());
+
+    // A dataset-wide budget too small for it: the preview says which budget refuses, and the
+    // query is refused by that budget.
+    let (status, body) = call(
+        &s.router,
+        Method::PUT,
+        "/v1/dataset/budget",
+        Some(&s.tokens.admin),
+        Some(json!({"epsilon": 0.2, "delta": 1e-6})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/preview",
+        token,
+        Some(gaussian.clone()),
+    )
+    .await;
+    assert_eq!(preview["affordable"], false, "{preview}");
+    assert_eq!(preview["after"]["refused_by"], "dataset");
+    assert_eq!(preview["after"]["dataset"]["epsilon_left"], 0.0);
+    assert!(
+        preview["after"]["principal"]["epsilon_left"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let (status, refused) = ask(&s, token, gaussian.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(error_code(&refused), "dataset_budget_exhausted");
+
+    // A smaller query fits both: the preview shows what the dataset would keep, and the answer
+    // charges exactly the previewed rho.
+    let mut small = gaussian;
+    small["budget"]["epsilon"] = json!(0.1);
+    let (_, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/preview",
+        token,
+        Some(small.clone()),
+    )
+    .await;
+    assert_eq!(preview["affordable"], true, "{preview}");
+    let left = preview["after"]["dataset"]["epsilon_left"]
+        .as_f64()
+        .unwrap();
+    assert!(left > 0.0 && left < 0.2, "{preview}");
+    let (status, answer) = ask(&s, token, small).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["answer"]["loss"], preview["loss"]);
+    assert_eq!(
+        answer["budget"]["rho_spent"],
+        preview["after"]["principal"]["rho_spent"]
+    );
+}
+
+#[tokio::test]
 async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused() {
     let s = service(1.0);
     let token = Some(s.tokens.researcher.as_str());
@@ -966,6 +1062,7 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
         ("/v1/indicators", "get"),
         ("/v1/releases", "get"),
         ("/v1/releases", "post"),
+        ("/v1/releases/preview", "post"),
         ("/v1/releases/{id}", "get"),
         ("/v1/reference/{table}", "get"),
         ("/v1/reference/{table}", "put"),
@@ -976,7 +1073,7 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 17);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
 
@@ -1244,6 +1341,17 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
                         "from": 2003, "to": 2008, "epsilon": 0.5, "delta": 1e-6}),
             ),
             Class::DpCharged,
+        ),
+        (
+            Method::POST,
+            "/v1/releases/preview",
+            "/v1/releases/preview".into(),
+            Some(t.analyst.as_str()),
+            Some(
+                json!({"name": "route test", "indicators": ["persons_assisted", "shelter_uptake"],
+                        "from": 2003, "to": 2008, "epsilon": 0.5, "delta": 1e-6}),
+            ),
+            Class::Ledger,
         ),
         (
             Method::GET,

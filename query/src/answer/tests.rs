@@ -1,5 +1,4 @@
 use super::*;
-use crate::dp::Loss;
 use crate::plan::Component;
 use crate::spec::QuerySpec;
 
@@ -70,16 +69,14 @@ fn a_mean_splits_its_budget_over_two_parts_and_never_exceeds_it() {
 
 #[test]
 fn budgets_typed_as_decimals_are_spent_to_the_last_unit() {
-    // 0.1 and 1e-6 are not binary fractions; ten queries at epsilon 0.1 (one part, then
-    // two), or ten Gaussian ones at delta 1e-7, still fit in 1.0 and 1e-6, and an eleventh
-    // does not.
+    // 0.1 is not a binary fraction; ten Laplace queries at epsilon 0.1 (one part, then two)
+    // still fit in 1.0, and an eleventh does not.
     let dir = tempfile::tempdir().unwrap();
     let ledger = ledger::Ledger::open(&dir.path().join("l.sqlite")).unwrap();
     for (i, query) in [
         r#""measure":"persons","group_by":["mission"],"budget":{"epsilon":0.1}"#,
         r#""measure":"mean","column":"months_to_closure","bounds":{"lower":0,"upper":24},
            "budget":{"epsilon":0.1}"#,
-        r#""measure":"persons","mechanism":"gaussian","budget":{"epsilon":0.1,"delta":1e-7}"#,
     ]
     .iter()
     .enumerate()
@@ -89,17 +86,118 @@ fn budgets_typed_as_decimals_are_spent_to_the_last_unit() {
             .unwrap();
         ledger.set_budget(&p.id, "ds", 1.0, 1e-6).unwrap();
         let plan = CostPlan::new(&spec(&format!("{{{query},{PERIOD}}}"))).unwrap();
+        assert_eq!(plan.loss, Loss::approx(plan.total));
         for q in 0..10 {
-            let charge = ledger.charge(&p.id, "ds", &format!("q{q}"), Loss::approx(plan.total));
+            let charge = ledger.charge(&p.id, "ds", &format!("q{q}"), plan.loss);
             assert!(
                 matches!(charge, Ok(ledger::Charge::Charged { .. })),
                 "{query}: query {q} refused: {charge:?} {plan:?}"
             );
         }
-        let charge = ledger
-            .charge(&p.id, "ds", "q10", Loss::approx(plan.total))
-            .unwrap();
+        let charge = ledger.charge(&p.id, "ds", "q10", plan.loss).unwrap();
         assert!(matches!(charge, ledger::Charge::Refused { .. }), "{query}");
+    }
+}
+
+#[test]
+fn gaussian_queries_are_charged_in_rho_and_compose_far_below_their_epsilon_sum() {
+    // With a delta the default is the discrete Gaussian, priced in rho: the rho whose
+    // conversion at the query's delta is within its epsilon.
+    let s = spec(&format!(
+        r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"budget":{{"epsilon":0.1,"delta":1e-7}}}}"#
+    ));
+    assert_eq!(s.mechanism(), spec::Mechanism::Gaussian);
+    let plan = CostPlan::new(&s).unwrap();
+    let rho = dp::rho_for(0.1, 1e-7).unwrap();
+    assert_eq!((plan.loss.epsilon, plan.loss.delta), (0.0, 0.0), "{plan:?}");
+    assert!(
+        plan.loss.rho <= rho && plan.loss.rho > 0.999 * rho,
+        "{plan:?}"
+    );
+    assert!(
+        plan.total.epsilon <= 0.1 && plan.total.epsilon > 0.099,
+        "{plan:?}"
+    );
+    assert_eq!(plan.total.delta, 1e-7);
+    // The total is the part's rho rounded up to ledger units.
+    assert!(plan.parts[0].loss.rho <= plan.loss.rho && plan.loss.rho <= rho);
+    assert_eq!(plan, CostPlan::new(&s).unwrap());
+
+    // Ten such queries would be epsilon 1 added one by one; in rho, composed and converted
+    // once at the budget's delta, about a hundred fit in (1, 1e-6).
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = ledger::Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let (p, _) = ledger
+        .add_principal("g", ledger::Role::Researcher, None)
+        .unwrap();
+    ledger.set_budget(&p.id, "ds", 1.0, 1e-6).unwrap();
+    let mut fitted = 0;
+    while fitted < 1000 {
+        match ledger
+            .charge(&p.id, "ds", &format!("q{fitted}"), plan.loss)
+            .unwrap()
+        {
+            ledger::Charge::Charged { .. } => fitted += 1,
+            _ => break,
+        }
+    }
+    assert!(
+        (60..400).contains(&fitted),
+        "{fitted} Gaussian queries fitted"
+    );
+}
+
+#[test]
+fn a_rho_budget_or_an_accuracy_target_prices_the_gaussian_in_rho() {
+    let rho = spec(&format!(
+        r#"{{"measure":"mean","column":"months_to_closure","bounds":{{"lower":0,"upper":24}},
+        {PERIOD},"budget":{{"rho":0.01,"delta":1e-6}}}}"#
+    ));
+    let plan = CostPlan::new(&rho).unwrap();
+    assert_eq!(plan.parts.len(), 2);
+    for p in &plan.parts {
+        assert_eq!(p.mechanism, Mechanism::Gaussian);
+        assert!(p.loss.rho <= 0.005 && p.loss.rho > 0.00499, "{p:?}");
+    }
+    assert!(plan.loss.rho <= 0.01, "{plan:?}");
+    assert_eq!(
+        plan.total.epsilon,
+        dp::epsilon_of_rho(plan.loss.rho, 1e-6).unwrap()
+    );
+
+    let accuracy = spec(&format!(
+        r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"contribution_bound":3,
+        "accuracy":{{"half_width_95":10,"delta":1e-6}}}}"#
+    ));
+    let plan = CostPlan::new(&accuracy).unwrap();
+    let part = &plan.parts[0];
+    assert_eq!(part.mechanism, Mechanism::Gaussian);
+    assert!(part.half_width_95 <= 10.0, "{plan:?}");
+    // The least rho that meets it: a slightly smaller sigma target would miss.
+    let looser = dp::rho_for_accuracy(&part.sensitivity, 9.0).unwrap();
+    assert!(plan.loss.rho < looser, "{plan:?}");
+}
+
+#[test]
+fn a_gaussian_release_spends_exactly_the_planned_rho() {
+    let s = spec(&format!(
+        r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"budget":{{"epsilon":1,"delta":1e-6}}}}"#
+    ));
+    let plan = CostPlan::new(&s).unwrap();
+    let cells: Vec<Vec<String>> = ["KGZ", "UKR", "unknown"]
+        .iter()
+        .map(|m| vec![m.to_string()])
+        .collect();
+    let agg = aggregates(&s, cells, vec![vec![100, 40, 0]]);
+    let answer = release(&s, &agg, &plan).unwrap();
+    assert_eq!(answer.loss, plan.loss);
+    assert_eq!(answer.cost, plan.total);
+    assert_eq!(answer.cells.get().len(), 3);
+    for c in answer.cells.get() {
+        assert!(
+            c.lower <= c.estimate.max(0.0) && c.estimate <= c.upper,
+            "{c:?}"
+        );
     }
 }
 

@@ -484,3 +484,94 @@ pub fn indicators(
     super::sort_sources(&mut used);
     (out, used)
 }
+
+/// The denominator of the planning figure for shares: persons in a mission-year at the field's
+/// scale.
+pub const PLANNING_DENOMINATOR: f64 = 100.0;
+/// The share the planning figure is taken at (the widest delta-method interval for a share).
+pub const PLANNING_SHARE: f64 = 0.5;
+
+/// Planning figures of one indicator in a marginal design, from the design's variances alone
+/// (no data): the largest 95% half-width of its counts, and for shares and rates the largest
+/// 95% half-width of a share of [`PLANNING_SHARE`] over [`PLANNING_DENOMINATOR`] (normal
+/// approximation; about proportional to 1 / denominator for others).
+pub fn planning_half_widths(design: &Design, indicator: &Indicator) -> (Option<f64>, Option<f64>) {
+    let zeros: Vec<Vec<i64>> = design
+        .marginals
+        .iter()
+        .map(|m| vec![0; m.keys.len()])
+        .collect();
+    let e = CellEstimates::new(design, &zeros, 0);
+    let count = |l: &Lin| Z95 * e.covariance(l, l).max(0.0).sqrt();
+    let share = |n: &Lin, d: &Lin| {
+        let r = PLANNING_SHARE;
+        let v = e.covariance(n, n) - 2.0 * r * e.covariance(n, d) + r * r * e.covariance(d, d);
+        Z95 * v.max(0.0).sqrt() / PLANNING_DENOMINATOR
+    };
+    let max = |xs: Vec<f64>| xs.into_iter().reduce(f64::max);
+    let persons = Lin::total(Level::Persons);
+    let keys_of = |source: &Source| {
+        locate(source).and_then(|(id, _)| {
+            design
+                .index(&id)
+                .map(|m| (id, m, design.marginals[m].keys.clone()))
+        })
+    };
+    match &indicator.formula {
+        Formula::Count { source, .. } => (Some(count(&source_lin(design, source))), None),
+        Formula::Breakdown { source } => {
+            let Some((_, m, keys)) = keys_of(source) else {
+                return (None, None);
+            };
+            let cells = (0..keys.len()).map(|k| Lin {
+                t: [0.0; 2],
+                cells: vec![(m, k, 1.0)],
+            });
+            (max(cells.map(|l| count(&l)).collect()), None)
+        }
+        Formula::ShareOfKeys {
+            source,
+            numerator,
+            denominator,
+        } => {
+            let Some((id, _, _)) = keys_of(source) else {
+                return (None, None);
+            };
+            let (n, d) = (
+                cells_of(design, &id, numerator),
+                cells_of(design, &id, denominator),
+            );
+            (Some(count(&n)), Some(share(&n, &d)))
+        }
+        Formula::SharePerKey { source } => {
+            let Some((id, _, keys)) = keys_of(source) else {
+                return (None, None);
+            };
+            let known = persons.clone().minus(&cells_of(design, &id, &[UNKNOWN]));
+            let numerators: Vec<Lin> = keys
+                .iter()
+                .filter(|k| *k != UNKNOWN)
+                .map(|k| cells_of(design, &id, &[k.as_str()]))
+                .collect();
+            (
+                max(numerators.iter().map(count).collect()),
+                max(numerators.iter().map(|n| share(n, &known)).collect()),
+            )
+        }
+        Formula::Repeat => {
+            let cases = Lin::total(Level::Cases);
+            (Some(count(&cases)), Some(share(&persons, &cases)))
+        }
+        Formula::Completeness { fields } => {
+            let shares = fields.iter().map(|f| {
+                let unknown = source_lin(design, &Source::persons().filter(f, &[UNKNOWN]));
+                share(&persons.clone().minus(&unknown), &persons)
+            });
+            (Some(count(&persons)), max(shares.collect()))
+        }
+        Formula::CoverageOfEstimate | Formula::ConvictionsPerPerson => {
+            (Some(count(&persons)), None)
+        }
+        Formula::Flows { .. } => (None, None),
+    }
+}

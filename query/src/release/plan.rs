@@ -294,8 +294,9 @@ impl ReleaseRequest {
                 (self.from, self.to, self.period),
                 k,
                 Budget {
-                    epsilon: share,
+                    epsilon: Some(share),
                     delta,
+                    rho: None,
                 },
             );
             let validated = spec.validate(service_missions)?;
@@ -336,8 +337,9 @@ impl ReleaseRequest {
                 (self.from, self.to, self.period),
                 k,
                 Budget {
-                    epsilon: flow_epsilon,
+                    epsilon: Some(flow_epsilon),
                     delta: Some(flow_delta),
+                    rho: None,
                 },
             );
             // Per mission over the whole period: at ~100 persons a mission-year no pair passes
@@ -435,7 +437,7 @@ fn query_for(
         },
         contribution_bound: Some(contribution_bound),
         list_items_bound: None,
-        mechanism: Mechanism::Laplace,
+        mechanism: Some(Mechanism::Laplace),
         budget: Some(budget),
         accuracy: None,
         keys: if source.thresholded() {

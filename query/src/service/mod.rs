@@ -26,7 +26,7 @@ use crate::dp::Loss;
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Refusal, Role, Scope};
 pub use uploads::{UploadError, UploadOutcome, UploadRequest, Uploader};
-use views::BudgetView;
+use views::{BudgetView, ChargePreviewView, LeftView};
 
 /// What the service serves.
 #[derive(Debug, Clone)]
@@ -204,6 +204,41 @@ impl Service {
     }
 }
 
+impl Service {
+    /// What charging `loss` to `principal` would leave of its budget and of the dataset's, and
+    /// the budget now; nothing is charged or recorded.
+    pub(crate) async fn preview_charge(
+        &self,
+        principal: &Principal,
+        loss: Loss,
+    ) -> Result<(Option<Budget>, bool, ChargePreviewView)> {
+        let dataset = self.config().dataset.clone();
+        let (pid, ds) = (principal.id.clone(), dataset.clone());
+        let (now, after) = self
+            .db(move |l| Ok((l.budget(&pid, &ds)?, l.preview_charge(&pid, &ds, loss)?)))
+            .await?;
+        let why = |r: Refusal| match r {
+            Refusal::Exhausted => "composed with what was spent, it does not fit".to_string(),
+            Refusal::DeltaOnRhoBudget => {
+                "the budget is in rho and takes no delta (threshold keys)".to_string()
+            }
+        };
+        let refusal = match (&after.principal, &after.dataset) {
+            (None, _) => Some((Scope::Principal, no_budget(&dataset).message)),
+            (Some((_, Some(r))), _) => Some((Scope::Principal, why(*r))),
+            (_, Some((_, Some(r)))) => Some((Scope::Dataset, why(*r))),
+            _ => None,
+        };
+        let view = ChargePreviewView {
+            principal: after.principal.map(|(b, _)| BudgetView::new(&dataset, &b)),
+            dataset: after.dataset.map(|(b, _)| LeftView::new(&b)),
+            refused_by: refusal.as_ref().map(|(by, _)| *by),
+            reason: refusal.map(|(_, why)| why),
+        };
+        Ok((now, view.refused_by.is_none(), view))
+    }
+}
+
 /// The refusal of a charge of `loss` by the budget `by`, saying what is left of it.
 fn refused(
     action: &str,
@@ -245,8 +280,7 @@ fn refused(
             serde_json::json!({ "cost": loss, "by": by, "reason": reason, "budget": left })
         }
         Scope::Dataset => serde_json::json!({
-            "cost": loss, "by": by, "reason": reason,
-            "left": { "epsilon_left": left.epsilon_left, "delta_left": left.delta_left, "rho_left": left.rho_left },
+            "cost": loss, "by": by, "reason": reason, "left": LeftView::new(budget),
         }),
     };
     EngineError::new(code, message).with_details(details)

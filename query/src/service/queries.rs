@@ -9,7 +9,7 @@ use super::views::{
 };
 use super::{Paying, QUERY_ROLES, Service, no_budget, require};
 use crate::answer::{self, Answer, CostPlan};
-use crate::dp::{Cost, Loss};
+use crate::dp::Cost;
 use crate::error::{EngineError, Result};
 use crate::ledger::{self, Paid, Principal};
 use crate::plan;
@@ -59,13 +59,7 @@ impl Service {
         let detail = format!("{} {}", hash, spec.canonical_json());
         let dataset = self.config().dataset.clone();
         let (paid, budget) = match self
-            .pay(
-                &principal,
-                "query",
-                &hash,
-                Loss::approx(plan.total),
-                &detail,
-            )
+            .pay(&principal, "query", &hash, plan.loss, &detail)
             .await?
         {
             Paying::Reused { answer, budget } => {
@@ -92,14 +86,8 @@ impl Service {
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
-                self.audit(
-                    &principal,
-                    "query",
-                    detail,
-                    Some(Loss::approx(plan.total)),
-                    "failed",
-                )
-                .await?;
+                self.audit(&principal, "query", detail, Some(plan.loss), "failed")
+                    .await?;
                 return Err(e);
             }
         };
@@ -110,14 +98,8 @@ impl Service {
         };
         let text = serde_json::to_string(&stored).map_err(EngineError::internal)?;
         self.db(move |l| l.store_answer(paid, &text)).await?;
-        self.audit(
-            &principal,
-            "query",
-            detail,
-            Some(Loss::approx(plan.total)),
-            "answered",
-        )
-        .await?;
+        self.audit(&principal, "query", detail, Some(plan.loss), "answered")
+            .await?;
         let body = AnswerBody::Fresh(answer);
         Ok(respond(
             stored.query_hash,
@@ -151,24 +133,26 @@ impl Service {
     ) -> Result<PreviewResponse> {
         require(principal, QUERY_ROLES)?;
         let plan = price(&spec).await?;
-        let (pid, ds) = (principal.id.clone(), self.config().dataset.clone());
-        let loss = Loss::approx(plan.total);
-        let (budget, after) = self
-            .db(move |l| Ok((l.budget(&pid, &ds)?, l.preview_charge(&pid, &ds, loss)?)))
-            .await?;
+        let (budget, affordable, after) = self.preview_charge(principal, plan.loss).await?;
         let detail = format!("{} {}", spec.hash(), spec.canonical_json());
         self.audit(principal, "preview", detail, None, "previewed")
             .await?;
-        let affordable = after.principal.as_ref().is_some_and(|(_, r)| r.is_none())
-            && after.dataset.as_ref().is_none_or(|(_, r)| r.is_none());
+        use spec::Measure::*;
+        let half_width_95 = match spec.measure() {
+            Persons | Cases | Sum | Histogram => plan.parts.first().map(|p| p.half_width_95),
+            Mean | Quantile => None,
+        };
         Ok(PreviewResponse {
             query_hash: spec.hash(),
             cells: (spec.keys() == spec::KeysMode::Public)
                 .then(|| spec.public_cells(&self.config().missions)),
             parts: plan.parts,
             cost: plan.total,
+            loss: plan.loss,
+            half_width_95,
             budget: budget.map(|b| BudgetView::new(&self.config().dataset, &b)),
             affordable,
+            after,
         })
     }
 

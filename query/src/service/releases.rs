@@ -8,7 +8,9 @@
 
 use serde_json::Value;
 
-use super::views::{ReferenceLoaded, ReferenceView};
+use super::views::{
+    BudgetView, IndicatorPreview, MarginalPreview, ReferenceLoaded, ReferenceView, ReleasePreview,
+};
 use super::{Paying, READ_ROLES, RELEASE_ROLES, Service, require};
 use crate::dp::Released;
 use crate::error::{Code, EngineError, Result};
@@ -35,16 +37,85 @@ impl Service {
         request: ReleaseRequest,
     ) -> Result<(ReleaseBody, bool)> {
         require(principal, RELEASE_ROLES)?;
-        let missions = self.config().missions.clone();
-        let plan = tokio::task::spawn_blocking(move || request.plan(&missions))
-            .await
-            .map_err(EngineError::internal)?
-            .map_err(|e| EngineError::invalid_query(&e))?;
+        let plan = self.plan_release(request).await?;
         let service = self.clone();
         let principal = principal.clone();
         tokio::spawn(async move { service.settle_release(principal, plan).await })
             .await
             .map_err(EngineError::internal)?
+    }
+
+    /// What a release would cost and how precise each indicator would be, and what it would
+    /// leave of the caller's and the dataset's budgets (analyst); nothing is computed or charged.
+    pub async fn preview_release(
+        &self,
+        principal: &Principal,
+        request: ReleaseRequest,
+    ) -> Result<ReleasePreview> {
+        require(principal, RELEASE_ROLES)?;
+        let plan = self.plan_release(request).await?;
+        let (budget, affordable, after) = self.preview_charge(principal, plan.loss).await?;
+        let detail = format!(
+            "release:{} {}",
+            plan.hash,
+            serde_json::to_string(&plan.request).map_err(EngineError::internal)?
+        );
+        self.audit(principal, "release_preview", detail, None, "previewed")
+            .await?;
+        let indicators = plan
+            .indicators
+            .iter()
+            .map(|indicator| {
+                let (count, share) = match &plan.design {
+                    Some(design) => release::estimate::planning_half_widths(design, indicator),
+                    None => {
+                        let sources = indicator.formula.sources();
+                        let widths = plan
+                            .queries
+                            .iter()
+                            .filter(|(s, _, _)| sources.contains(s) && !s.thresholded())
+                            .filter_map(|(_, _, p)| p.parts.first().map(|p| p.half_width_95));
+                        (widths.reduce(f64::max), None)
+                    }
+                };
+                IndicatorPreview {
+                    id: indicator.id.to_string(),
+                    count_half_width_95: count,
+                    share_half_width_95: share,
+                }
+            })
+            .collect();
+        let marginals = plan.design.as_ref().map_or_else(Vec::new, |d| {
+            d.marginals
+                .iter()
+                .map(|m| MarginalPreview {
+                    marginal: m.id.describe(),
+                    cells: m.keys.len(),
+                    rho: m.rho,
+                    sigma: m.sigma,
+                    half_width_95: m.half_width_95,
+                })
+                .collect()
+        });
+        Ok(ReleasePreview {
+            design: plan.request.design.unwrap_or_default(),
+            loss: plan.loss,
+            cost: plan.cost,
+            indicators,
+            marginals,
+            budget: budget.map(|b| BudgetView::new(&self.config().dataset, &b)),
+            affordable,
+            after,
+        })
+    }
+
+    /// Check and price a release request on a blocking thread (OpenDP calibrates its noise).
+    async fn plan_release(&self, request: ReleaseRequest) -> Result<ReleasePlan> {
+        let missions = self.config().missions.clone();
+        tokio::task::spawn_blocking(move || request.plan(&missions))
+            .await
+            .map_err(EngineError::internal)?
+            .map_err(|e| EngineError::invalid_query(&e))
     }
 
     async fn settle_release(

@@ -6,11 +6,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::answer::{self, Answer, Part};
-use crate::dp::Cost;
+use crate::dp::{Cost, Loss};
 use crate::error::{Code, EngineError};
 use crate::indicators::IndicatorView;
-use crate::ledger::{Budget, Role, Total, UploadRecord};
-use crate::release::ReleaseSummary;
+use crate::ledger::{Budget, Role, Scope, Total, UploadRecord};
+use crate::release::{DesignKind, ReleaseSummary};
 
 /// A budget on the served dataset (a principal's, or the dataset-wide one) and what was spent of
 /// it, composed in zCDP (README, privacy model): the guarantee so far is
@@ -153,14 +153,89 @@ pub struct PreviewResponse {
     pub query_hash: String,
     /// The noisy parts with their scales, 95% half-widths and costs.
     pub parts: Vec<Part>,
-    /// What the query will charge.
+    /// The (epsilon, delta) the query costs (Gaussian noise: its rho converted once at the
+    /// query's delta).
     pub cost: Cost,
+    /// What the ledger will be charged, in the terms charges compose in (a rho for Gaussian
+    /// noise).
+    pub loss: Loss,
+    /// The 95% half-width every released cell will have, for counts, sums and histograms (all
+    /// cells share it); absent for a mean or a quantile, whose intervals depend on the noisy
+    /// values (their parts' half-widths are in `parts`).
+    pub half_width_95: Option<f64>,
     /// Cells released with public keys (the whole domain); absent with threshold keys.
     pub cells: Option<u64>,
     /// The caller's budget now, when one is set.
     pub budget: Option<BudgetView>,
-    /// Whether the budget left covers the cost.
+    /// Whether the caller's budget and the dataset-wide one would both take the charge.
     pub affordable: bool,
+    /// What the charge would leave of each budget.
+    pub after: ChargePreviewView,
+}
+
+/// What a release would cost and how precise each indicator would be, before anything is
+/// computed or charged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleasePreview {
+    pub design: DesignKind,
+    /// What the ledger would be charged, in the terms charges compose in (the marginal design:
+    /// its rho, plus the flows' (epsilon, delta) when asked).
+    pub loss: Loss,
+    /// The (epsilon, delta) the charge composes to, at the request's delta.
+    pub cost: Cost,
+    /// Per indicator, planning figures of its 95% half-widths.
+    pub indicators: Vec<IndicatorPreview>,
+    /// The marginals a marginal design measures, each with its rho and noise (empty for the
+    /// equal split).
+    pub marginals: Vec<MarginalPreview>,
+    /// The caller's budget now, when one is set.
+    pub budget: Option<BudgetView>,
+    /// Whether the caller's budget and the dataset-wide one would both take the charge.
+    pub affordable: bool,
+    /// What the charge would leave of each budget.
+    pub after: ChargePreviewView,
+}
+
+/// Planning figures of one indicator's precision, from the noise plan alone (no data).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndicatorPreview {
+    pub id: String,
+    /// The largest 95% half-width of the counts the indicator publishes or reads, in one mission
+    /// and period; absent for the flows (thresholded).
+    pub count_half_width_95: Option<f64>,
+    /// Shares and rates of the marginal design: the largest 95% half-width of a share of 0.5
+    /// over 100 persons (a mission-year at the field's scale; about proportional to 1 / persons
+    /// for other denominators). Absent for counts and for the equal split.
+    pub share_half_width_95: Option<f64>,
+}
+
+/// One marginal of a marginal design.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarginalPreview {
+    /// What it counts, e.g. `persons by gender`.
+    pub marginal: String,
+    /// Its cells per mission and period.
+    pub cells: usize,
+    pub rho: f64,
+    /// The discrete Gaussian's sigma.
+    pub sigma: f64,
+    /// The 95% half-width of one raw cell, before reconstruction.
+    pub half_width_95: f64,
+}
+
+/// What a charge would leave of each budget, computed before anything is spent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChargePreviewView {
+    /// The caller's budget as it would be after the charge; absent when none is set.
+    pub principal: Option<BudgetView>,
+    /// What the dataset-wide budget would have left after it (what was spent of it, by whom, is
+    /// not said); absent when none is set (no dataset-wide cap).
+    pub dataset: Option<LeftView>,
+    /// When the charge would be refused: by which budget (`principal` also when the caller
+    /// has none).
+    pub refused_by: Option<Scope>,
+    /// Why it would be refused.
+    pub reason: Option<String>,
 }
 
 /// An upload's outcome.

@@ -128,7 +128,7 @@ fn errors_name_the_field() {
         errors(
             r#"{"measure":"cases","column":"shelter_accepted","period":{"from":"2003-01","to":"2003-12"},
             "filters":{"gender":["woman"],"registration_year":["2004"],"mission":["MDA"]},
-            "budget":{"epsilon":1,"delta":1e-6}}"#
+            "budget":{"epsilon":1,"delta":1e-6},"mechanism":"laplace"}"#
         ),
         vec![
             "column",
@@ -277,4 +277,106 @@ fn period_is_bounded() {
         spec(r#"{"measure":"cases","period":{"from":"1990-01","to":"2019-12"},"budget":{"epsilon":1}}"#)
             .is_ok()
     );
+}
+
+#[test]
+fn the_mechanism_defaults_to_the_gaussian_when_a_delta_or_rho_is_given() {
+    let with = |privacy: &str, extra: &str| {
+        spec(&format!(
+            r#"{{"measure":"persons","period":{{"from":"2003-01","to":"2006-12"}},{privacy}{extra}}}"#
+        ))
+    };
+    let mechanism = |privacy: &str, extra: &str| with(privacy, extra).unwrap().mechanism();
+    assert_eq!(
+        mechanism(r#""budget":{"epsilon":1}"#, ""),
+        Mechanism::Laplace
+    );
+    assert_eq!(
+        mechanism(r#""budget":{"epsilon":1,"delta":1e-6}"#, ""),
+        Mechanism::Gaussian
+    );
+    assert_eq!(
+        mechanism(r#""budget":{"rho":0.01,"delta":1e-6}"#, ""),
+        Mechanism::Gaussian
+    );
+    assert_eq!(
+        mechanism(r#""accuracy":{"half_width_95":9,"delta":1e-6}"#, ""),
+        Mechanism::Gaussian
+    );
+    assert_eq!(
+        mechanism(r#""accuracy":{"half_width_95":9}"#, ""),
+        Mechanism::Laplace
+    );
+    // Threshold keys take discrete Laplace whatever the delta.
+    assert_eq!(
+        mechanism(
+            r#""budget":{"epsilon":1,"delta":1e-6}"#,
+            r#","keys":"threshold","group_by":["mission"]"#
+        ),
+        Mechanism::Laplace
+    );
+    // The resolved mechanism is in the canonical form: asking for it explicitly is the same
+    // query (same hash, so a stored answer is served again).
+    let implicit = with(r#""budget":{"epsilon":1,"delta":1e-6}"#, "").unwrap();
+    let explicit = with(
+        r#""budget":{"epsilon":1,"delta":1e-6}"#,
+        r#","mechanism":"gaussian""#,
+    )
+    .unwrap();
+    assert_eq!(implicit.hash(), explicit.hash());
+    assert!(
+        implicit
+            .canonical_json()
+            .contains(r#""mechanism":"gaussian""#)
+    );
+    let rho = with(r#""budget":{"rho":0.01,"delta":1e-6}"#, "").unwrap();
+    assert!(
+        rho.canonical_json()
+            .contains(r#""budget":{"delta":1e-6,"rho":0.01}"#),
+        "{}",
+        rho.canonical_json()
+    );
+    assert_eq!(spec(rho.canonical_json()).unwrap(), rho);
+}
+
+#[test]
+fn a_rho_budget_needs_the_gaussian_public_keys_and_a_delta() {
+    let p =
+        r#""measure":"persons","group_by":["mission"],"period":{"from":"2003-01","to":"2006-12"}"#;
+    let cases = [
+        (
+            r#""budget":{"rho":0.01}"#,
+            "budget.delta",
+            "a delta is required",
+        ),
+        (
+            r#""budget":{"rho":0.01,"epsilon":1,"delta":1e-6}"#,
+            "budget",
+            "not both",
+        ),
+        (r#""budget":{"delta":1e-6}"#, "budget", "give `epsilon`"),
+        (
+            r#""budget":{"rho":0.01,"delta":1e-6},"mechanism":"laplace""#,
+            "budget.rho",
+            "spent by the gaussian mechanism",
+        ),
+        (
+            r#""budget":{"rho":0.01,"delta":1e-6},"keys":"threshold""#,
+            "budget.rho",
+            "threshold keys are spent as (epsilon, delta)",
+        ),
+        (
+            r#""budget":{"rho":-1,"delta":1e-6}"#,
+            "budget.rho",
+            "positive",
+        ),
+    ];
+    for (privacy, field, message) in cases {
+        let e = spec(&format!("{{{p},{privacy}}}")).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|e| e.field == field && e.message.contains(message)),
+            "{privacy}: {e:?}"
+        );
+    }
 }

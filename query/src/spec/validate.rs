@@ -54,7 +54,8 @@ impl QuerySpec {
             None => DEFAULT_LIST_ITEMS_BOUND,
         };
 
-        let privacy = self.validate_privacy(&mut errs);
+        let mechanism = self.resolved_mechanism();
+        let privacy = self.validate_privacy(mechanism, &mut errs);
         if self.keys == KeysMode::Threshold {
             // The threshold selects keys on a noisy count, and OpenDP's threshold mechanism is
             // discrete Laplace: a measure without a count to select on, or a quantile whose bins
@@ -71,7 +72,7 @@ impl QuerySpec {
                     ),
                 );
             }
-            if self.mechanism != Mechanism::Laplace {
+            if mechanism != Mechanism::Laplace {
                 errs.push(
                     "mechanism",
                     "threshold keys use discrete Laplace noise; remove `mechanism` or use laplace",
@@ -96,7 +97,7 @@ impl QuerySpec {
             period,
             contribution_bound,
             list_items_bound,
-            mechanism: self.mechanism,
+            mechanism,
             privacy,
             keys: self.keys,
             canonical: String::new(),
@@ -270,8 +271,26 @@ impl QuerySpec {
         qs
     }
 
-    fn validate_privacy(&self, errs: &mut Errors) -> Option<Privacy> {
-        let needs_delta = self.mechanism == Mechanism::Gaussian || self.keys == KeysMode::Threshold;
+    /// The mechanism asked for, or the default: the discrete Gaussian when a `delta` or a `rho`
+    /// is given with public keys (it composes in rho, far below its epsilon sum), discrete
+    /// Laplace otherwise (pure DP; threshold keys always take it).
+    fn resolved_mechanism(&self) -> Mechanism {
+        if let Some(m) = self.mechanism {
+            return m;
+        }
+        let approximate = self
+            .budget
+            .is_some_and(|b| b.delta.is_some() || b.rho.is_some())
+            || self.accuracy.is_some_and(|a| a.delta.is_some());
+        if approximate && self.keys == KeysMode::Public {
+            Mechanism::Gaussian
+        } else {
+            Mechanism::Laplace
+        }
+    }
+
+    fn validate_privacy(&self, mechanism: Mechanism, errs: &mut Errors) -> Option<Privacy> {
+        let needs_delta = mechanism == Mechanism::Gaussian || self.keys == KeysMode::Threshold;
         let check_delta = |field: &str, delta: Option<f64>, errs: &mut Errors| match delta {
             None if needs_delta => errs.push(
                 field,
@@ -289,7 +308,69 @@ impl QuerySpec {
                 errs.push("budget", "give exactly one of `budget` and `accuracy`");
                 None
             }
-            (Some(Budget { epsilon, delta }), None) => {
+            (
+                Some(Budget {
+                    epsilon: Some(_),
+                    rho: Some(_),
+                    ..
+                }),
+                None,
+            ) => {
+                errs.push("budget", "give `epsilon` or `rho`, not both");
+                None
+            }
+            (
+                Some(Budget {
+                    epsilon: None,
+                    rho: None,
+                    ..
+                }),
+                None,
+            ) => {
+                errs.push(
+                    "budget",
+                    "give `epsilon` (with `delta` for the gaussian mechanism) or `rho` with `delta`",
+                );
+                None
+            }
+            (
+                Some(Budget {
+                    epsilon: None,
+                    rho: Some(rho),
+                    delta,
+                }),
+                None,
+            ) => {
+                let before = errs.0.len();
+                if !(rho.is_finite() && rho > 0.0) {
+                    errs.push("budget.rho", "must be a positive number");
+                }
+                if self.keys == KeysMode::Threshold {
+                    errs.push(
+                        "budget.rho",
+                        "threshold keys are spent as (epsilon, delta); give `epsilon` and `delta`",
+                    );
+                } else if mechanism != Mechanism::Gaussian {
+                    errs.push(
+                        "budget.rho",
+                        "a rho budget is spent by the gaussian mechanism; remove `mechanism` or \
+                         use gaussian, or give `epsilon` for laplace",
+                    );
+                }
+                check_delta("budget.delta", delta, errs);
+                match delta {
+                    Some(delta) if errs.0.len() == before => Some(Privacy::Rho { rho, delta }),
+                    _ => None,
+                }
+            }
+            (
+                Some(Budget {
+                    epsilon: Some(epsilon),
+                    delta,
+                    rho: None,
+                }),
+                None,
+            ) => {
                 let before = errs.0.len();
                 if !(epsilon.is_finite() && epsilon > 0.0) {
                     errs.push("budget.epsilon", "must be a positive number");

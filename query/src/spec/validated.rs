@@ -9,6 +9,11 @@ pub enum Privacy {
         epsilon: f64,
         delta: Option<f64>,
     },
+    /// A zCDP budget (discrete Gaussian); `delta` is where its (epsilon, delta) is stated.
+    Rho {
+        rho: f64,
+        delta: f64,
+    },
     Accuracy {
         half_width_95: f64,
         delta: Option<f64>,
@@ -172,7 +177,22 @@ impl ValidatedSpec {
     /// The canonical form as a spec (it validates to itself).
     pub(super) fn canonical_spec(&self) -> QuerySpec {
         let (budget, accuracy) = match self.privacy {
-            Privacy::Budget { epsilon, delta } => (Some(Budget { epsilon, delta }), None),
+            Privacy::Budget { epsilon, delta } => (
+                Some(Budget {
+                    epsilon: Some(epsilon),
+                    delta,
+                    rho: None,
+                }),
+                None,
+            ),
+            Privacy::Rho { rho, delta } => (
+                Some(Budget {
+                    epsilon: None,
+                    delta: Some(delta),
+                    rho: Some(rho),
+                }),
+                None,
+            ),
             Privacy::Accuracy {
                 half_width_95,
                 delta,
@@ -203,7 +223,7 @@ impl ValidatedSpec {
             },
             contribution_bound: Some(self.contribution_bound),
             list_items_bound: Some(self.list_items_bound),
-            mechanism: self.mechanism,
+            mechanism: Some(self.mechanism),
             budget,
             accuracy,
             keys: self.keys,

@@ -37,9 +37,10 @@ pub struct QuerySpec {
     /// (default 2): the first ones in sorted order of their names; the others are ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_items_bound: Option<u32>,
-    /// Noise distribution.
-    #[serde(default)]
-    pub mechanism: Mechanism,
+    /// Noise distribution. Default: the discrete Gaussian when the budget or accuracy has a
+    /// `delta` (or a `rho`) and keys are public; discrete Laplace (pure DP) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<Mechanism>,
     /// Privacy loss to spend. Exactly one of `budget` and `accuracy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
@@ -125,17 +126,24 @@ pub enum Mechanism {
     /// Discrete Laplace noise: pure epsilon-DP.
     #[default]
     Laplace,
-    /// Discrete Gaussian noise: needs a delta.
+    /// Discrete Gaussian noise, charged in zCDP rho: needs a delta (the (epsilon, delta) the rho
+    /// is stated at).
     Gaussian,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    pub epsilon: f64,
+    /// The (epsilon, delta) to spend. Exactly one of `epsilon` and `rho`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
     /// Required for the Gaussian mechanism and threshold keys, refused otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
+    /// A zCDP budget, spent by the discrete Gaussian: the ledger is charged this rho (or less),
+    /// and the answer states the (epsilon, `delta`) it converts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
