@@ -79,10 +79,19 @@ enum PartBudget {
     Rho(f64),
 }
 
+/// The part of an `"auto"` query's budget that releases the histogram of records per person.
+pub const AUTO_SHARE: f64 = 0.1;
+
 /// The priced parts of a query. Deterministic: the same spec always has the same plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostPlan {
+    /// For an `"auto"` bound, only the histogram of records per person: the query's own parts
+    /// are priced once the bound is chosen, within [`CostPlan::rest`].
     pub parts: Vec<Part>,
+    /// For an `"auto"` bound: what is left of the budget for the query once its bound is chosen
+    /// (the charge covers it whole).
+    #[serde(skip)]
+    pub rest: Option<Privacy>,
     /// What the ledger is charged: the parts' losses added, each rounded up to ledger units.
     pub loss: Loss,
     /// The (epsilon, delta) the query costs: for Laplace and threshold parts the sum of their
@@ -108,6 +117,9 @@ impl CostPlan {
     /// Split and price the spec's privacy (module docs). Errors are the caller's (a budget too
     /// small, an accuracy no budget can reach) unless [`DpError::is_caller_error`] says not.
     pub fn new(spec: &ValidatedSpec) -> Result<CostPlan, DpError> {
+        if spec.auto_bound() {
+            return Self::auto(spec);
+        }
         let components = contributions(spec);
         let mechanism = dp_mechanism(spec.mechanism());
         if mechanism == Mechanism::Gaussian && spec.keys() == KeysMode::Public {
@@ -179,6 +191,105 @@ impl CostPlan {
         };
         Ok(CostPlan {
             parts,
+            rest: None,
+            loss: Loss::approx(total),
+            total,
+        })
+    }
+
+    /// An `"auto"` bound: [`AUTO_SHARE`] of the budget (its rho for the Gaussian) on the
+    /// histogram of records per person (one person is in one bin: sensitivity 1), the rest kept
+    /// for the query. The charge is the whole budget, whichever bound is chosen.
+    fn auto(spec: &ValidatedSpec) -> Result<CostPlan, DpError> {
+        let sensitivity = Sensitivity {
+            l0: 1,
+            l1: 1,
+            linf: 1,
+        };
+        let left = |total: f64, spent: f64| {
+            ledger::at_most(ledger::units_down(total) - ledger::units_up(spent))
+        };
+        let part = |mechanism, scale, half_width_95, cost, loss, budget| Part {
+            name: "records_per_person".into(),
+            sensitivity,
+            mechanism,
+            scale,
+            half_width_95,
+            threshold: None,
+            cost,
+            loss,
+            budget,
+        };
+        let gaussian = match (spec.mechanism(), spec.privacy()) {
+            (
+                spec::Mechanism::Gaussian,
+                Privacy::Budget {
+                    epsilon,
+                    delta: Some(delta),
+                },
+            ) => Some((dp::rho_for(epsilon, delta)?, delta)),
+            (spec::Mechanism::Gaussian, Privacy::Rho { rho, delta }) => Some((rho, delta)),
+            _ => None,
+        };
+        if let Some((rho, delta)) = gaussian {
+            let budget = ledger::share(rho * AUTO_SHARE, 1);
+            let p = dp::preview_gaussian(&sensitivity, budget)?;
+            let charged = ledger::at_most(ledger::units_down(rho));
+            let cost = Cost {
+                epsilon: dp::epsilon_of_rho(p.rho, delta)?,
+                delta,
+            };
+            return Ok(CostPlan {
+                parts: vec![part(
+                    Mechanism::Gaussian,
+                    p.scale,
+                    p.half_width_95,
+                    cost,
+                    Loss::rho(p.rho),
+                    PartBudget::Rho(budget),
+                )],
+                rest: Some(Privacy::Rho {
+                    rho: left(rho, p.rho),
+                    delta,
+                }),
+                loss: Loss::rho(charged),
+                total: Cost {
+                    epsilon: dp::epsilon_of_rho(charged, delta)?,
+                    delta,
+                },
+            });
+        }
+        let Privacy::Budget {
+            epsilon,
+            delta: None,
+        } = spec.privacy()
+        else {
+            return Err(DpError::InvalidBudget(
+                "a contribution bound of `auto` needs a budget".into(),
+            ));
+        };
+        let budget = Cost {
+            epsilon: ledger::share(epsilon * AUTO_SHARE, 1),
+            delta: 0.0,
+        };
+        let p = dp::preview(&sensitivity, Mechanism::Laplace, budget)?;
+        let total = Cost {
+            epsilon: ledger::at_most(ledger::units_down(epsilon)),
+            delta: 0.0,
+        };
+        Ok(CostPlan {
+            parts: vec![part(
+                Mechanism::Laplace,
+                p.scale,
+                p.half_width_95,
+                p.cost,
+                Loss::approx(p.cost),
+                PartBudget::Approx(budget),
+            )],
+            rest: Some(Privacy::Budget {
+                epsilon: left(epsilon, p.cost.epsilon),
+                delta: None,
+            }),
             loss: Loss::approx(total),
             total,
         })
@@ -236,6 +347,7 @@ impl CostPlan {
         let rho = added(parts.iter().map(|p| p.loss.rho));
         Ok(CostPlan {
             parts,
+            rest: None,
             loss: Loss::rho(rho),
             total: Cost {
                 epsilon: dp::epsilon_of_rho(rho, delta)?,
@@ -251,6 +363,133 @@ fn sensitivity_of(c: &crate::plan::Contribution) -> Sensitivity {
         l1: c.l1,
         linf: c.linf,
     }
+}
+
+/// The bound an `"auto"` query ran with, and what it was chosen from (released values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChosenBound {
+    /// Records kept per person.
+    pub records: u32,
+    /// The noisy histogram it was chosen from: persons with 1, 2, ... records among the
+    /// query's (the last entry: that many or more).
+    pub persons_by_records: Vec<i64>,
+    /// The records the bound is estimated to drop, per cell on average: added to each cell's
+    /// upper end.
+    pub dropped_per_cell: f64,
+}
+
+/// An `"auto"` query once its histogram of records per person is released: the bound with the
+/// least expected error (the 95% half-width at that bound plus the records it is estimated to
+/// drop per cell, from the bins whose noisy count is clear of 0 together at 95%), the query at
+/// that bound within the budget left, and what it was chosen from. `counts` are the exact persons by records (the last: that many or more); they are
+/// noised here with the histogram's planned part. Synchronous: run it in `spawn_blocking`.
+pub fn choose_bound(
+    spec: &ValidatedSpec,
+    plan: &CostPlan,
+    counts: &[i64],
+    missions: &[String],
+) -> Result<(ValidatedSpec, CostPlan, Released<ChosenBound>), ReleaseError> {
+    let (Some(rest), Some(part)) = (plan.rest, plan.parts.first()) else {
+        return Err(ReleaseError::Internal(
+            "the query has no contribution bound to choose".into(),
+        ));
+    };
+    let histogram = noised(counts, part)?;
+    // A bin within its half-width of 0 at 1 - 0.05 / bins (all bins together at 95%) counts as
+    // empty: the noise in the many empty bins of a long tail would otherwise look like persons
+    // with many records.
+    let floor = dp::half_width(
+        part.mechanism,
+        part.scale,
+        0.05 / counts.len().max(1) as f64,
+    )?;
+    let cells = spec.public_cells(missions).max(1) as f64;
+    let records_per_cell = f64::from(spec.cells_per_record());
+    histogram
+        .try_map(|noisy| {
+            let mut best: Option<(f64, u32, ValidatedSpec, CostPlan, f64)> = None;
+            for k in 1..=crate::spec::MAX_CONTRIBUTION_BOUND {
+                let derived = spec.with_bound(k, rest);
+                let priced = CostPlan::new(&derived)?;
+                let dropped: f64 = noisy
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n as f64 > floor)
+                    .map(|(i, n)| (i as f64 + 1.0 - f64::from(k)).max(0.0) * *n as f64)
+                    .sum();
+                let bias = dropped * records_per_cell / cells;
+                let error = priced.parts[0].half_width_95 + bias;
+                if best.as_ref().is_none_or(|(e, ..)| error < *e) {
+                    best = Some((error, k, derived, priced, bias));
+                }
+            }
+            let (_, k, derived, priced, bias) =
+                best.ok_or_else(|| ReleaseError::Internal("no bound was priced".into()))?;
+            let fits = match rest {
+                Privacy::Rho { rho, .. } => {
+                    ledger::units_up(priced.loss.rho) <= ledger::units_down(rho)
+                        && priced.loss.epsilon == 0.0
+                }
+                Privacy::Budget { epsilon, .. } => {
+                    ledger::units_up(priced.loss.epsilon) <= ledger::units_down(epsilon)
+                        && priced.loss.rho == 0.0
+                }
+                Privacy::Accuracy { .. } => false,
+            };
+            if !fits {
+                return Err(ReleaseError::Internal(format!(
+                    "the query at bound {k} costs {:?}, more than the {rest:?} left",
+                    priced.loss
+                )));
+            }
+            Ok((
+                derived,
+                priced,
+                ChosenBound {
+                    records: k,
+                    persons_by_records: noisy,
+                    dropped_per_cell: bias,
+                },
+            ))
+        })
+        .map(|released| {
+            // The bound and its plan are post-processing of the released histogram.
+            let (chosen, bounded) = released.map(|(d, p, c)| (c, (d, p))).split();
+            let (derived, priced) = bounded.into_inner();
+            (derived, priced, chosen)
+        })
+}
+
+/// The answer of an `"auto"` query: the query's answer at the chosen bound, with the histogram's
+/// part first, the whole charge, each cell's upper end raised by the records the bound is
+/// estimated to drop, and the bound and what it was chosen from.
+pub fn with_chosen_bound(
+    mut answer: Answer,
+    plan: &CostPlan,
+    chosen: Released<ChosenBound>,
+) -> Answer {
+    let bias = chosen.get().dropped_per_cell;
+    answer.parts.insert(0, plan.parts[0].clone());
+    answer.cost = plan.total;
+    answer.loss = plan.loss;
+    answer.cells = answer.cells.map(|cells| {
+        cells
+            .into_iter()
+            .map(|mut c| {
+                c.upper += bias;
+                c
+            })
+            .collect()
+    });
+    answer.notes.push(format!(
+        "contribution bound: {} records per person, chosen from a noisy histogram of records \
+         per person ({:.0}% of the budget) as the least 95% half-width plus the records it is \
+         estimated to drop; each upper end is raised by that estimate, {bias:.2} per cell",
+        chosen.get().records,
+        AUTO_SHARE * 100.0
+    ));
+    answer.chosen_bound = Some(chosen);
+    answer
 }
 
 /// With threshold keys, the index of the count that selects the released keys.
@@ -307,6 +546,11 @@ pub struct Answer {
     pub cost: Cost,
     /// What releasing it charged the ledger, in the terms charges compose in.
     pub loss: Loss,
+    /// With `contribution_bound: "auto"`: the bound chosen and the noisy histogram it was
+    /// chosen from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ChosenBound>)]
+    pub chosen_bound: Option<Released<ChosenBound>>,
     /// Generation of the dataset manifest the answer was computed from.
     pub generation: u64,
     pub notes: Vec<String>,
@@ -503,6 +747,7 @@ pub fn release(
         parts: plan.parts.clone(),
         cost: plan.total,
         loss: plan.loss,
+        chosen_bound: None,
         generation: aggregates.generation,
         notes,
     })

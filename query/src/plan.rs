@@ -287,10 +287,12 @@ fn partition_may_match(path: &str, spec: &ValidatedSpec, missions: &[String]) ->
 
 /// The SQL statement of a spec. Every literal in it comes from the validated spec or the public
 /// domains, and is quoted.
-fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
+/// The `base` and `filtered` common table expressions: the records of the period passing the
+/// filters, with the derived dimension columns, the value `v` and the exploitation types `et`.
+fn records_ctes(spec: &ValidatedSpec, missions: &[String]) -> String {
     let period = spec.period();
-    let explode = spec.group_by().contains(&Dimension::ExploitationType);
-    let uses_list = explode || spec.filter(Dimension::ExploitationType).is_some();
+    let uses_list = spec.group_by().contains(&Dimension::ExploitationType)
+        || spec.filter(Dimension::ExploitationType).is_some();
     let value = spec.column().map(value_expr);
 
     // Scalar dimensions derived in the scan: grouped or filtered, each once.
@@ -336,6 +338,57 @@ fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
     if value.is_some() {
         conditions.push("v IS NOT NULL".to_string());
     }
+    format!(
+        "base AS (\
+           SELECT {base} FROM {TABLE} \
+           WHERE registration_month >= DATE {from} AND registration_month < DATE {until}), \
+         filtered AS (SELECT * FROM base WHERE {conditions})",
+        base = base.join(", "),
+        from = quote(&period.from.first_day()),
+        until = quote(&period.to.next().first_day()),
+        conditions = conditions.join(" AND "),
+    )
+}
+
+/// Persons by their number of records among the query's (period and filters), the last count
+/// standing for "this many or more": `counts[c - 1]` persons have `c` records.
+pub async fn records_per_person(
+    paid: &Paid,
+    root: &Path,
+    missions: &[String],
+    spec: &ValidatedSpec,
+    most: u32,
+) -> Result<(u64, Vec<i64>)> {
+    spec.check_missions(missions)?;
+    let sql = format!(
+        "WITH {ctes}, per AS (SELECT LEAST(COUNT(*), {most}) AS c FROM filtered GROUP BY person_key) \
+         SELECT CAST(c AS BIGINT) AS c, COUNT(*) AS n FROM per GROUP BY c",
+        ctes = records_ctes(spec, missions),
+    );
+    let (generation, mut results) = run_statements(paid, root, spec.period(), &[sql]).await?;
+    let mut counts = vec![0i64; most as usize];
+    for batch in results.pop().unwrap_or_default() {
+        let c = int64(&batch, "c")?;
+        let n = int64(&batch, "n")?;
+        for i in 0..batch.num_rows() {
+            let at = usize::try_from(c.value(i))
+                .unwrap_or(0)
+                .clamp(1, most as usize);
+            counts[at - 1] += n.value(i);
+        }
+    }
+    Ok((generation, counts))
+}
+
+fn int64<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
+        .ok_or_else(|| PlanError::Internal(format!("column {name} is not a count")))
+}
+
+fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
+    let explode = spec.group_by().contains(&Dimension::ExploitationType);
 
     let grouped: Vec<String> = spec.group_by().iter().map(|d| column(*d)).collect();
     let mut kept_cols = vec!["person_key".to_string()];
@@ -388,18 +441,12 @@ fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
     };
 
     format!(
-        "WITH base AS (\
-           SELECT {base} FROM {TABLE} \
-           WHERE registration_month >= DATE {from} AND registration_month < DATE {until}), \
-         filtered AS (SELECT * FROM base WHERE {conditions}), \
+        "WITH {ctes}, \
          ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) \
            AS contribution_rank FROM filtered), \
          kept AS (SELECT {kept_cols} FROM ranked WHERE contribution_rank <= {k}) \
          SELECT {select} FROM kept {cell_filter} {group_by}",
-        base = base.join(", "),
-        from = quote(&period.from.first_day()),
-        until = quote(&period.to.next().first_day()),
-        conditions = conditions.join(" AND "),
+        ctes = records_ctes(spec, missions),
         kept_cols = kept_cols.join(", "),
         k = spec.contribution_bound(),
         select = select.join(", "),

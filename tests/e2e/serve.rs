@@ -626,6 +626,68 @@ async fn a_preview_states_rho_its_epsilon_and_what_both_budgets_would_keep() {
 }
 
 #[tokio::test]
+async fn an_auto_contribution_bound_is_chosen_privately_and_charged_once() {
+    let s = service(1.0);
+    let token = Some(s.tokens.researcher.as_str());
+    let mut query = json!({
+        "measure": "cases",
+        "group_by": ["mission", "registration_year"],
+        "period": {"from": "2003-01", "to": "2008-12"},
+        "contribution_bound": "auto",
+        "budget": {"epsilon": 0.8}
+    });
+    let (status, preview) = call(
+        &s.router,
+        Method::POST,
+        "/v1/preview",
+        token,
+        Some(query.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["parts"][0]["name"], "records_per_person");
+    assert!(preview["half_width_95"].is_null(), "{preview}");
+    let epsilon = preview["cost"]["epsilon"].as_f64().unwrap();
+    assert!(epsilon <= 0.8 && epsilon > 0.7999, "{preview}");
+
+    let (status, answer) = ask(&s, token, query.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["charged"]["epsilon"].as_f64().unwrap(), epsilon);
+    assert_eq!(answer["query"]["contribution_bound"], "auto");
+    let chosen = &answer["answer"]["chosen_bound"];
+    let k = chosen["records"].as_u64().unwrap();
+    assert!((1..=20).contains(&k), "{chosen}");
+    assert_eq!(chosen["persons_by_records"].as_array().unwrap().len(), 20);
+    let parts = answer["answer"]["parts"].as_array().unwrap();
+    assert_eq!(parts[0]["name"], "records_per_person");
+    assert_eq!(parts[1]["name"], "cases");
+    assert_eq!(parts[1]["sensitivity"]["l1"].as_u64().unwrap(), k);
+    let bias = chosen["dropped_per_cell"].as_f64().unwrap();
+    let hw = parts[1]["half_width_95"].as_f64().unwrap();
+    for c in answer["answer"]["cells"].as_array().unwrap() {
+        let (e, hi) = (
+            c["estimate"].as_f64().unwrap(),
+            c["upper"].as_f64().unwrap(),
+        );
+        assert!((hi - ((e + hw).max(0.0) + bias)).abs() < 1e-9, "{c}");
+    }
+    // Asked again: the stored answer, free.
+    let (_, again) = ask(&s, token, query.clone()).await;
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["answer"], answer["answer"]);
+    // Not with a mean.
+    query["measure"] = json!("mean");
+    query["column"] = json!("months_to_closure");
+    query["bounds"] = json!({"lower": 0, "upper": 24});
+    let (status, refused) = ask(&s, token, query).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        refused["error"]["details"]["errors"][0]["field"],
+        "contribution_bound"
+    );
+}
+
+#[tokio::test]
 async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused() {
     let s = service(1.0);
     let token = Some(s.tokens.researcher.as_str());

@@ -335,3 +335,81 @@ fn csv_has_the_key_columns_then_the_estimate_and_interval() {
         "mission,x,estimate,lower,upper\nKGZ,\"a,b\",3,0,7.5\n"
     );
 }
+
+#[test]
+fn an_auto_bound_is_chosen_from_the_histogram_within_the_budget_charged() {
+    let laplace = spec(&format!(
+        r#"{{"measure":"cases","group_by":["mission"],{PERIOD},"contribution_bound":"auto",
+        "budget":{{"epsilon":10}}}}"#
+    ));
+    assert!(
+        laplace
+            .canonical_json()
+            .contains(r#""contribution_bound":"auto""#)
+    );
+    let plan = CostPlan::new(&laplace).unwrap();
+    assert_eq!(plan.parts.len(), 1);
+    assert_eq!(plan.parts[0].name, "records_per_person");
+    // A tenth on the histogram (noise scale 1 here, so the choice below is the noiseless one
+    // but for a chance far below 1e-6).
+    assert!(plan.parts[0].cost.epsilon <= 1.0, "{plan:?}");
+    // The charge is the whole budget, whichever bound is chosen.
+    assert_eq!(
+        plan.loss,
+        Loss::approx(Cost {
+            epsilon: 10.0,
+            delta: 0.0
+        })
+    );
+    let most = spec::MAX_CONTRIBUTION_BOUND as usize;
+    let persons_with = |records: usize| {
+        let mut counts = vec![0i64; most];
+        counts[records - 1] = 2000;
+        counts
+    };
+    for (records, expected) in [(1, 1), (3, 3), (25, 20)] {
+        let counts = persons_with(records.min(most));
+        let (bounded, priced, released) =
+            choose_bound(&laplace, &plan, &counts, &missions()).unwrap();
+        let chosen = released.get().clone();
+        assert_eq!(chosen.records, expected, "{chosen:?}");
+        assert_eq!(bounded.contribution_bound(), expected);
+        assert!(!bounded.auto_bound());
+        assert_eq!(chosen.persons_by_records.len(), most);
+        assert!(chosen.dropped_per_cell < 50.0, "{chosen:?}");
+        // Histogram and query together within what was charged.
+        let spent =
+            ledger::units_up(plan.parts[0].cost.epsilon) + ledger::units_up(priced.loss.epsilon);
+        assert!(spent <= ledger::units_down(10.0), "{priced:?}");
+
+        let cells: Vec<Vec<String>> = ["KGZ", "UKR", "unknown"]
+            .iter()
+            .map(|m| vec![m.to_string()])
+            .collect();
+        let agg = aggregates(&bounded, cells, vec![vec![300, 100, 0]]);
+        let answer = release(&bounded, &agg, &priced).unwrap();
+        let bias = chosen.dropped_per_cell;
+        let plain: Vec<f64> = answer.cells.get().iter().map(|c| c.upper).collect();
+        let answer = with_chosen_bound(answer, &plan, released);
+        assert_eq!(answer.parts[0].name, "records_per_person");
+        assert_eq!(answer.loss, plan.loss);
+        assert!(answer.chosen_bound.is_some());
+        for (c, upper) in answer.cells.get().iter().zip(plain) {
+            assert_eq!(c.upper, upper + bias);
+        }
+    }
+
+    // Gaussian: a tenth of the rho on the histogram, the whole rho charged.
+    let gaussian = spec(&format!(
+        r#"{{"measure":"persons","group_by":["mission"],{PERIOD},"contribution_bound":"auto",
+        "budget":{{"rho":0.05,"delta":1e-6}}}}"#
+    ));
+    let plan = CostPlan::new(&gaussian).unwrap();
+    assert!(plan.loss.rho <= 0.05 && plan.loss.rho > 0.04999, "{plan:?}");
+    assert!(plan.parts[0].loss.rho <= 0.005 && plan.parts[0].loss.rho > 0.0049);
+    let (_, priced, _) = choose_bound(&gaussian, &plan, &persons_with(2), &missions()).unwrap();
+    assert!(
+        ledger::units_up(plan.parts[0].loss.rho) + ledger::units_up(priced.loss.rho)
+            <= ledger::units_down(0.05)
+    );
+}

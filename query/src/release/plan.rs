@@ -12,8 +12,8 @@ use crate::dp::{self, Loss};
 use crate::indicators::{self, Indicator, Source};
 use crate::ledger::{self, Cost};
 use crate::spec::{
-    Bins, Bounds, Budget, KeysMode, Mechanism, PeriodSpec, QuerySpec, SpecError, SpecErrors,
-    ValidatedSpec,
+    Bins, Bounds, Budget, ContributionBound, KeysMode, Mechanism, PeriodSpec, QuerySpec, SpecError,
+    SpecErrors, ValidatedSpec,
 };
 
 /// Default records per person: synthetic and observed persons rarely have more than three
@@ -435,7 +435,7 @@ fn query_for(
             from: format!("{from:04}-01"),
             to: format!("{to:04}-12"),
         },
-        contribution_bound: Some(contribution_bound),
+        contribution_bound: Some(ContributionBound::Records(contribution_bound)),
         list_items_bound: None,
         mechanism: Some(Mechanism::Laplace),
         budget: Some(budget),

@@ -111,18 +111,40 @@ impl Service {
         ))
     }
 
-    /// Aggregate in DataFusion, then noise on a blocking thread.
+    /// Aggregate in DataFusion, then noise on a blocking thread. An `"auto"` bound first
+    /// releases the histogram of records per person and chooses the bound from it.
     async fn compute(&self, paid: &Paid, spec: &ValidatedSpec, plan: &CostPlan) -> Result<Answer> {
         let config = self.config();
-        let aggregates = plan::aggregate(paid, &config.data, &config.missions, spec).await?;
-        let (spec, plan) = (spec.clone(), plan.clone());
-        tokio::task::spawn_blocking(move || answer::release(&spec, &aggregates, &plan))
-            .await
-            .map_err(EngineError::internal)?
-            .map_err(|e| match e {
-                answer::ReleaseError::Dp(e) => EngineError::from(e),
-                other => EngineError::internal(other),
-            })
+        let released = |e: answer::ReleaseError| match e {
+            answer::ReleaseError::Dp(e) => EngineError::from(e),
+            other => EngineError::internal(other),
+        };
+        if !spec.auto_bound() {
+            let aggregates = plan::aggregate(paid, &config.data, &config.missions, spec).await?;
+            let (spec, plan) = (spec.clone(), plan.clone());
+            return tokio::task::spawn_blocking(move || answer::release(&spec, &aggregates, &plan))
+                .await
+                .map_err(EngineError::internal)?
+                .map_err(released);
+        }
+        let most = spec::MAX_CONTRIBUTION_BOUND;
+        let (_, counts) =
+            plan::records_per_person(paid, &config.data, &config.missions, spec, most).await?;
+        let (s, p, missions) = (spec.clone(), plan.clone(), config.missions.clone());
+        let (bounded, priced, chosen) =
+            tokio::task::spawn_blocking(move || answer::choose_bound(&s, &p, &counts, &missions))
+                .await
+                .map_err(EngineError::internal)?
+                .map_err(released)?;
+        let aggregates = plan::aggregate(paid, &config.data, &config.missions, &bounded).await?;
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || {
+            answer::release(&bounded, &aggregates, &priced)
+                .map(|a| answer::with_chosen_bound(a, &plan, chosen))
+        })
+        .await
+        .map_err(EngineError::internal)?
+        .map_err(released)
     }
 
     /// What a query would cost and its interval widths, without charging anything.
@@ -139,6 +161,7 @@ impl Service {
             .await?;
         use spec::Measure::*;
         let half_width_95 = match spec.measure() {
+            _ if spec.auto_bound() => None,
             Persons | Cases | Sum | Histogram => plan.parts.first().map(|p| p.half_width_95),
             Mean | Quantile => None,
         };

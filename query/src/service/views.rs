@@ -161,7 +161,8 @@ pub struct PreviewResponse {
     pub loss: Loss,
     /// The 95% half-width every released cell will have, for counts, sums and histograms (all
     /// cells share it); absent for a mean or a quantile, whose intervals depend on the noisy
-    /// values (their parts' half-widths are in `parts`).
+    /// values (their parts' half-widths are in `parts`), and for an `"auto"` bound, whose
+    /// noise depends on the bound chosen.
     pub half_width_95: Option<f64>,
     /// Cells released with public keys (the whole domain); absent with threshold keys.
     pub cells: Option<u64>,

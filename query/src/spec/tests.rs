@@ -380,3 +380,27 @@ fn a_rho_budget_needs_the_gaussian_public_keys_and_a_delta() {
         );
     }
 }
+
+#[test]
+fn an_auto_bound_needs_a_count_public_keys_and_a_budget() {
+    let p = r#""period":{"from":"2003-01","to":"2006-12"},"contribution_bound":"auto""#;
+    assert!(
+        spec(&format!(
+            r#"{{"measure":"persons",{p},"budget":{{"epsilon":1}}}}"#
+        ))
+        .unwrap()
+        .auto_bound()
+    );
+    for body in [
+        r#""measure":"mean","column":"months_to_closure","bounds":{"lower":0,"upper":24},"budget":{"epsilon":1}"#,
+        r#""measure":"persons","accuracy":{"half_width_95":5}"#,
+        r#""measure":"persons","group_by":["mission"],"keys":"threshold","budget":{"epsilon":1,"delta":1e-6}"#,
+    ] {
+        let e = spec(&format!("{{{p},{body}}}")).unwrap_err();
+        assert!(
+            e.0.iter().any(|e| e.field == "contribution_bound"),
+            "{body}: {e:?}"
+        );
+    }
+    assert!(spec(&format!(r#"{{"measure":"persons","period":{{"from":"2003-01","to":"2006-12"}},"contribution_bound":"some","budget":{{"epsilon":1}}}}"#)).is_err());
+}

@@ -26,9 +26,35 @@ impl QuerySpec {
             .map(|p| validate_filters(&self.filters, missions, p, &mut errs))
             .unwrap_or_default();
 
-        let contribution_bound = self
-            .contribution_bound
-            .unwrap_or(DEFAULT_CONTRIBUTION_BOUND);
+        let auto_bound = matches!(self.contribution_bound, Some(ContributionBound::Chosen(_)));
+        let contribution_bound = match self.contribution_bound {
+            Some(ContributionBound::Records(k)) => k,
+            _ => DEFAULT_CONTRIBUTION_BOUND,
+        };
+        if auto_bound {
+            if !matches!(
+                self.measure,
+                Measure::Persons | Measure::Cases | Measure::Histogram
+            ) {
+                errs.push(
+                    "contribution_bound",
+                    "`auto` works with persons, cases and histogram; give a number of records",
+                );
+            }
+            if self.keys == KeysMode::Threshold {
+                errs.push(
+                    "contribution_bound",
+                    "`auto` works with public keys; give a number of records",
+                );
+            }
+            if self.accuracy.is_some() {
+                errs.push(
+                    "contribution_bound",
+                    "`auto` spends part of a budget; with an accuracy target give a number of \
+                     records",
+                );
+            }
+        }
         if !(1..=MAX_CONTRIBUTION_BOUND).contains(&contribution_bound) {
             errs.push(
                 "contribution_bound",
@@ -96,6 +122,7 @@ impl QuerySpec {
             filters,
             period,
             contribution_bound,
+            auto_bound,
             list_items_bound,
             mechanism,
             privacy,

@@ -32,6 +32,8 @@ pub struct ValidatedSpec {
     pub(super) filters: Vec<(Dimension, Vec<String>)>,
     pub(super) period: Period,
     pub(super) contribution_bound: u32,
+    /// `contribution_bound: "auto"`: the bound is chosen when the query runs.
+    pub(super) auto_bound: bool,
     pub(super) list_items_bound: u32,
     pub(super) mechanism: Mechanism,
     pub(super) privacy: Privacy,
@@ -80,6 +82,22 @@ impl ValidatedSpec {
     /// Records kept per person.
     pub fn contribution_bound(&self) -> u32 {
         self.contribution_bound
+    }
+    /// Whether the bound is chosen when the query runs (`"auto"`); until
+    /// [`ValidatedSpec::with_bound`] fixes it, `contribution_bound` is the default.
+    pub fn auto_bound(&self) -> bool {
+        self.auto_bound
+    }
+    /// This query with its bound fixed at `k` and `privacy` to spend: what an `"auto"` query
+    /// runs as once its bound is chosen.
+    pub fn with_bound(&self, k: u32, privacy: Privacy) -> ValidatedSpec {
+        let mut s = self.clone();
+        s.contribution_bound = k;
+        s.auto_bound = false;
+        s.privacy = privacy;
+        s.canonical =
+            serde_json::to_string(&s.canonical_spec()).expect("a spec serialises to JSON");
+        s
     }
     /// Exploitation types kept per record.
     pub fn list_items_bound(&self) -> u32 {
@@ -221,7 +239,11 @@ impl ValidatedSpec {
                 from: self.period.from.to_string(),
                 to: self.period.to.to_string(),
             },
-            contribution_bound: Some(self.contribution_bound),
+            contribution_bound: Some(if self.auto_bound {
+                ContributionBound::Chosen(Auto::Auto)
+            } else {
+                ContributionBound::Records(self.contribution_bound)
+            }),
             list_items_bound: Some(self.list_items_bound),
             mechanism: Some(self.mechanism),
             budget,

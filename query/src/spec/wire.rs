@@ -30,9 +30,12 @@ pub struct QuerySpec {
     /// Registration months included, inclusive, `YYYY-MM`.
     pub period: PeriodSpec,
     /// Records kept per person (default 1, at most 20): the person's records with the smallest
-    /// `record_key` among those passing the period and filters.
+    /// `record_key` among those passing the period and filters. `"auto"` (persons, cases and
+    /// histograms with a budget): a tenth of the budget releases a DP histogram of records per
+    /// person, the bound with the least expected error is chosen from it, and each cell's
+    /// interval is widened by the records that bound is estimated to drop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contribution_bound: Option<u32>,
+    pub contribution_bound: Option<ContributionBound>,
     /// Exploitation types kept per record when grouping or filtering by `exploitation_type`
     /// (default 2): the first ones in sorted order of their names; the others are ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,21 @@ impl Measure {
     pub fn has_bins(self) -> bool {
         matches!(self, Measure::Quantile | Measure::Histogram)
     }
+}
+
+/// Records kept per person: a number, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ContributionBound {
+    Records(u32),
+    Chosen(Auto),
+}
+
+/// The bound chosen from a DP histogram of records per person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Auto {
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
