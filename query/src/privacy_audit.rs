@@ -634,3 +634,94 @@ mod design {
         assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
     }
 }
+
+/// The path of `contribution_bound: "auto"`: the noisy histogram of records per person, the bound
+/// chosen from it, and the query at that bound, released together on every run.
+mod auto_bound {
+    use super::*;
+    use crate::plan::records_per_person;
+    use crate::spec::MAX_CONTRIBUTION_BOUND;
+
+    /// Runs per dataset: each run prices every bound, so fewer than for a query.
+    const AUTO_RUNS: usize = 8_000;
+
+    /// One side of the audit: the exact histogram, and the exact aggregates at every bound.
+    struct Side {
+        histogram: Vec<i64>,
+        at: Vec<Aggregates>,
+    }
+
+    fn side(recs: &[Rec], spec: &ValidatedSpec, plan: &CostPlan) -> Side {
+        let dir = tempfile::tempdir().unwrap();
+        write_dataset(dir.path(), recs);
+        let paid = Paid::for_tests();
+        let most = MAX_CONTRIBUTION_BOUND;
+        let (_, histogram) = block_on(records_per_person(
+            &paid,
+            dir.path(),
+            &missions(),
+            spec,
+            most,
+        ))
+        .unwrap();
+        let at = (1..=most)
+            .map(|k| {
+                let bounded = spec.with_bound(k, plan.rest.unwrap());
+                block_on(aggregate(&paid, dir.path(), &missions(), &bounded)).unwrap()
+            })
+            .collect();
+        Side { histogram, at }
+    }
+
+    fn runs(spec: &ValidatedSpec, plan: &CostPlan, side: &Side, n: usize) -> Vec<Run> {
+        (0..n)
+            .map(|_| {
+                let (bounded, priced, chosen) =
+                    answer::choose_bound(spec, plan, &side.histogram, &missions()).unwrap();
+                let k = bounded.contribution_bound() as usize;
+                let released = answer::release(&bounded, &side.at[k - 1], &priced).unwrap();
+                let answer = answer::with_chosen_bound(released, plan, chosen);
+                let mut run: Run = answer
+                    .cells
+                    .into_inner()
+                    .into_iter()
+                    .map(|c| (c.key.join("|"), c.estimate))
+                    .collect();
+                let chosen = answer.chosen_bound.unwrap().into_inner();
+                run.insert("bound".into(), f64::from(chosen.records));
+                for (i, v) in chosen.persons_by_records.iter().enumerate() {
+                    run.insert(format!("records={}", i + 1), *v as f64);
+                }
+                run
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audit_an_auto_contribution_bound() {
+        let spec = spec(&format!(
+            r#"{{"measure":"cases","group_by":["mission"],{PERIOD},"contribution_bound":"auto","budget":{{"epsilon":1}}}}"#
+        ));
+        let plan = CostPlan::new(&spec).unwrap();
+        let recs = dataset();
+        let sides = [
+            side(&recs, &spec, &plan),
+            side(&neighbour(&recs), &spec, &plan),
+        ];
+        // The histogram differs (x has eight records), and so do x's cells at every bound.
+        let mut differ: Vec<String> = (1..=MAX_CONTRIBUTION_BOUND as usize)
+            .filter(|i| sides[0].histogram[i - 1] != sides[1].histogram[i - 1])
+            .map(|i| format!("records={i}"))
+            .collect();
+        differ.extend(differing(&sides[0].at[1], &sides[1].at[1]));
+        let verdict = audit_runs(
+            differ,
+            &|on_d, n| runs(&spec, &plan, &sides[usize::from(!on_d)], n),
+            (plan.total.epsilon, 0.0),
+            AUTO_RUNS,
+        );
+        eprintln!("audit of an auto bound: {verdict:?}");
+        assert!(verdict.events >= 3, "too few events to test");
+        assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
+    }
+}

@@ -100,7 +100,7 @@ impl Service {
         self.db(move |l| l.store_answer(paid, &text)).await?;
         self.audit(&principal, "query", detail, Some(plan.loss), "answered")
             .await?;
-        let body = AnswerBody::Fresh(answer);
+        let body = AnswerBody::Fresh(Box::new(answer));
         Ok(respond(
             stored.query_hash,
             stored.query,

@@ -113,7 +113,7 @@ pub struct QueryResponse {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum AnswerBody {
-    Fresh(Answer),
+    Fresh(Box<Answer>),
     Stored(StoredAnswer),
 }
 

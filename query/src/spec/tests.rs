@@ -402,5 +402,11 @@ fn an_auto_bound_needs_a_count_public_keys_and_a_budget() {
             "{body}: {e:?}"
         );
     }
-    assert!(spec(&format!(r#"{{"measure":"persons","period":{{"from":"2003-01","to":"2006-12"}},"contribution_bound":"some","budget":{{"epsilon":1}}}}"#)).is_err());
+    assert!(
+        spec(
+            r#"{"measure":"persons","period":{"from":"2003-01","to":"2006-12"},
+            "contribution_bound":"some","budget":{"epsilon":1}}"#
+        )
+        .is_err()
+    );
 }
