@@ -232,15 +232,32 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    // What the release preview promised before anything was computed: the largest count
+    // half-width, or a share of 0.5 over 100 persons.
+    let preview = runtime.block_on(
+        service.preview_release(&analyst, request("preview".into(), DesignKind::Marginals)),
+    )?;
+    let planned = |id: &str| {
+        preview
+            .indicators
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.share_half_width_95.or(i.count_half_width_95))
+            .unwrap_or(f64::NAN)
+    };
     println!("{runs} runs of each design; marginal design rho {rho:.4} (epsilon 5, delta 1e-6)\n");
     println!(
-        "{:<26} {:>12} {:>12} {:>8}",
-        "median 95% half-width", "equal split", "marginals", "ratio"
+        "{:<26} {:>12} {:>12} {:>8} {:>10}",
+        "median 95% half-width", "equal split", "marginals", "ratio", "previewed"
     );
     for (id, _) in MEASURED {
         let old = median(widths[1].get(id).cloned().unwrap_or_default());
         let new = median(widths[0].get(id).cloned().unwrap_or_default());
-        println!("{id:<26} {old:>12.3} {new:>12.3} {:>8.2}", old / new);
+        println!(
+            "{id:<26} {old:>12.3} {new:>12.3} {:>8.2} {:>10.3}",
+            old / new,
+            planned(id)
+        );
     }
     println!("\ncoverage of the marginal design's 95% intervals against the truth");
     let (mut hit, mut all) = (0, 0);

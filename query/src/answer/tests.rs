@@ -141,6 +141,7 @@ fn gaussian_queries_are_charged_in_rho_and_compose_far_below_their_epsilon_sum()
             _ => break,
         }
     }
+    eprintln!("{fitted} Gaussian queries at (0.1, 1e-7) fitted in (1, 1e-6)");
     assert!(
         (60..400).contains(&fitted),
         "{fitted} Gaussian queries fitted"
