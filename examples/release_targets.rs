@@ -1,8 +1,10 @@
 //! Release accuracy targets (issue 13), measured on the demo workload: 3,000 synthetic persons,
 //! six missions, 2003-2008, epsilon 5, delta 1e-6, k = 3. In one process it generates and ingests
 //! the data, then makes `--runs` releases with the marginal design and as many with the earlier
-//! equal-split rule, and prints per indicator the median 95% half-width of each, their ratio, and
-//! the marginal design's coverage: the share of published intervals that hold the true value.
+//! equal-split rule, and prints per indicator the median 95% half-width of each, their ratio, what
+//! the release preview promised before anything was computed (`POST /v1/releases/preview`: the
+//! largest count half-width, or a share of 0.5 over 100 persons), and the marginal design's
+//! coverage: the share of published intervals that hold the true value.
 //!
 //! The true value of a cell is the noise-free value of the same estimand: the exact marginals of
 //! the design (computed once, through the engine's own row work) reconstructed with no noise. For
