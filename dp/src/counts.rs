@@ -226,12 +226,7 @@ pub fn budget_for_accuracy(
     half_width_95: f64,
     delta: f64,
 ) -> Result<Cost> {
-    if !(half_width_95.is_finite() && half_width_95 >= 0.0) {
-        return Err(DpError::InvalidAccuracy(format!(
-            "the 95% half-width must be a finite number of at least 0 (got {half_width_95})"
-        )));
-    }
-    sensitivity.check()?;
+    check_accuracy(sensitivity, half_width_95)?;
     let delta = match mechanism {
         Mechanism::Laplace => 0.0,
         Mechanism::Gaussian => {
@@ -239,6 +234,32 @@ pub fn budget_for_accuracy(
             delta
         }
     };
+    priced_for_accuracy(mechanism, half_width_95, |scale| {
+        let cost = CountsMeasurement::build(mechanism, scale, delta)?.cost(sensitivity)?;
+        let met = preview(sensitivity, mechanism, cost)?.half_width_95 <= half_width_95;
+        Ok(met.then_some(cost))
+    })
+}
+
+/// An accuracy target is a finite half-width of at least 0, at a valid sensitivity.
+pub(crate) fn check_accuracy(sensitivity: &Sensitivity, half_width_95: f64) -> Result<()> {
+    if !(half_width_95.is_finite() && half_width_95 >= 0.0) {
+        return Err(DpError::InvalidAccuracy(format!(
+            "the 95% half-width must be a finite number of at least 0 (got {half_width_95})"
+        )));
+    }
+    sensitivity.check()
+}
+
+/// The price of the largest noise scale whose 95% half-width is at most `half_width_95` (checked
+/// by [`check_accuracy`]), for [`budget_for_accuracy`] and [`crate::zcdp::rho_for_accuracy`].
+/// `price(scale)` prices a scale and says whether the calibration of that price still meets the
+/// target (`None`: it does not).
+pub(crate) fn priced_for_accuracy<T>(
+    mechanism: Mechanism,
+    half_width_95: f64,
+    price: impl Fn(f64) -> Result<Option<T>>,
+) -> Result<T> {
     // Noise is whole: a half-width of at most `x` means OpenDP's accuracy (a strict bound) of at
     // most `floor(x) + 1`.
     let accuracy = half_width_95.floor() + 1.0;
@@ -257,16 +278,15 @@ pub fn budget_for_accuracy(
     };
     // OpenDP's search returns the scale just at the boundary where the half-width steps up, on
     // either side of it. Step down from it by more than the calibration precision, so that the
-    // scale `preview` calibrates for the budget (at most SCALE_PRECISION above the smallest that
-    // fits it) is still below the boundary; step further if OpenDP's functions disagree there.
+    // scale calibrated for the price (at most SCALE_PRECISION above the smallest that fits it)
+    // is still below the boundary; step further if OpenDP's functions disagree there.
     let mut step = 4.0 * SCALE_PRECISION;
     loop {
         let scale = opendp_scale * (1.0 - step);
-        if half_width_at(mechanism, scale)? <= half_width_95 {
-            let cost = CountsMeasurement::build(mechanism, scale, delta)?.cost(sensitivity)?;
-            if preview(sensitivity, mechanism, cost)?.half_width_95 <= half_width_95 {
-                return Ok(cost);
-            }
+        if half_width_at(mechanism, scale)? <= half_width_95
+            && let Some(priced) = price(scale)?
+        {
+            return Ok(priced);
         }
         step *= 16.0;
         if step >= 0.5 {

@@ -14,7 +14,6 @@
 //! [`composed_epsilon`] is the epsilon of the best of these valid compositions that this module
 //! tries (module docs of the function), and is what every budget check uses.
 
-use opendp::accuracy::accuracy_to_discrete_gaussian_scale;
 use opendp::combinators::ConcentratedMeasure;
 use opendp::measurements::make_gaussian;
 use opendp::measures::ZeroConcentratedDivergence;
@@ -22,11 +21,9 @@ use opendp::metrics::L2Distance;
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibrations, calibration_key, smallest_scale};
-use crate::counts::Counts;
+use crate::counts::{Counts, check_accuracy, priced_for_accuracy};
 use crate::interval::half_width_at;
-use crate::{
-    ALPHA, Cost, DpError, MAX_SCALE, Mechanism, Result, SCALE_PRECISION, Sensitivity, opendp,
-};
+use crate::{Cost, DpError, MAX_SCALE, Mechanism, Result, Sensitivity, opendp};
 
 /// The privacy loss of one charge, in the terms it composes in (module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -310,37 +307,12 @@ pub fn preview_gaussian(sensitivity: &Sensitivity, rho: f64) -> Result<GaussianP
 /// the returned rho meets the target. A target met even at [`MAX_SCALE`] gets the rho at that
 /// scale.
 pub fn rho_for_accuracy(sensitivity: &Sensitivity, half_width_95: f64) -> Result<f64> {
-    if !(half_width_95.is_finite() && half_width_95 >= 0.0) {
-        return Err(DpError::InvalidAccuracy(format!(
-            "the 95% half-width must be a finite number of at least 0 (got {half_width_95})"
-        )));
-    }
-    sensitivity.check()?;
-    // As in `budget_for_accuracy`: whole noise, OpenDP's strict accuracy bound.
-    let accuracy = half_width_95.floor() + 1.0;
-    let opendp_scale = if accuracy - 1.0 > 3.0 * MAX_SCALE {
-        MAX_SCALE
-    } else {
-        accuracy_to_discrete_gaussian_scale(accuracy, ALPHA)
-            .map_err(opendp("converting the accuracy to a scale"))?
-            .min(MAX_SCALE)
-    };
-    let mut step = 4.0 * SCALE_PRECISION;
-    loop {
-        let scale = opendp_scale * (1.0 - step);
-        if half_width_at(Mechanism::Gaussian, scale)? <= half_width_95 {
-            let rho = rho_at(&gaussian(scale)?, sensitivity)?;
-            if preview_gaussian(sensitivity, rho)?.half_width_95 <= half_width_95 {
-                return Ok(rho);
-            }
-        }
-        step *= 16.0;
-        if step >= 0.5 {
-            return Err(DpError::Internal(format!(
-                "no scale near {opendp_scale} meets a 95% half-width of {half_width_95}"
-            )));
-        }
-    }
+    check_accuracy(sensitivity, half_width_95)?;
+    priced_for_accuracy(Mechanism::Gaussian, half_width_95, |scale| {
+        let rho = rho_at(&gaussian(scale)?, sensitivity)?;
+        let met = preview_gaussian(sensitivity, rho)?.half_width_95 <= half_width_95;
+        Ok(met.then_some(rho))
+    })
 }
 
 /// Counts released with discrete Gaussian noise at a rho budget. Only this crate makes one.

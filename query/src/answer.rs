@@ -303,20 +303,18 @@ impl CostPlan {
         components: &[(&'static str, crate::plan::Contribution)],
     ) -> Result<CostPlan, DpError> {
         let n = components.len();
+        let needed = |delta: Option<f64>| {
+            delta.ok_or_else(|| {
+                DpError::InvalidBudget("the gaussian mechanism needs a delta".into())
+            })
+        };
         let (share, delta) = match spec.privacy() {
             Privacy::Budget { epsilon, delta } => {
-                let delta = delta.ok_or_else(|| {
-                    DpError::InvalidBudget("the gaussian mechanism needs a delta".into())
-                })?;
+                let delta = needed(delta)?;
                 (Some(ledger::share(dp::rho_for(epsilon, delta)?, n)), delta)
             }
             Privacy::Rho { rho, delta } => (Some(ledger::share(rho, n)), delta),
-            Privacy::Accuracy { delta, .. } => (
-                None,
-                delta.ok_or_else(|| {
-                    DpError::InvalidBudget("the gaussian mechanism needs a delta".into())
-                })?,
-            ),
+            Privacy::Accuracy { delta, .. } => (None, needed(delta)?),
         };
         let mut parts = Vec::with_capacity(n);
         for (name, c) in components {
@@ -381,8 +379,9 @@ pub struct ChosenBound {
 /// An `"auto"` query once its histogram of records per person is released: the bound with the
 /// least expected error (the 95% half-width at that bound plus the records it is estimated to
 /// drop per cell, from the bins whose noisy count is clear of 0 together at 95%), the query at
-/// that bound within the budget left, and what it was chosen from. `counts` are the exact persons by records (the last: that many or more); they are
-/// noised here with the histogram's planned part. Synchronous: run it in `spawn_blocking`.
+/// that bound within the budget left, and what it was chosen from. `counts` are the exact
+/// persons by records (the last: that many or more); they are noised here with the histogram's
+/// planned part. Synchronous: run it in `spawn_blocking`.
 pub fn choose_bound(
     spec: &ValidatedSpec,
     plan: &CostPlan,

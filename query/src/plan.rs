@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, PrimitiveArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use ctstats_schemas::arrow_schema;
 use ctstats_schemas::manifest::{Manifest, ManifestError};
@@ -358,14 +358,14 @@ pub async fn records_per_person(
     missions: &[String],
     spec: &ValidatedSpec,
     most: u32,
-) -> Result<(u64, Vec<i64>)> {
+) -> Result<Vec<i64>> {
     spec.check_missions(missions)?;
     let sql = format!(
         "WITH {ctes}, per AS (SELECT LEAST(COUNT(*), {most}) AS c FROM filtered GROUP BY person_key) \
          SELECT CAST(c AS BIGINT) AS c, COUNT(*) AS n FROM per GROUP BY c",
         ctes = records_ctes(spec, missions),
     );
-    let (generation, mut results) = run_statements(paid, root, spec.period(), &[sql]).await?;
+    let (_, mut results) = run_statements(paid, root, spec.period(), &[sql]).await?;
     let mut counts = vec![0i64; most as usize];
     for batch in results.pop().unwrap_or_default() {
         let c = int64(&batch, "c")?;
@@ -377,13 +377,13 @@ pub async fn records_per_person(
             counts[at - 1] += n.value(i);
         }
     }
-    Ok((generation, counts))
+    Ok(counts)
 }
 
-fn int64<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array> {
+fn int64<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a PrimitiveArray<Int64Type>> {
     batch
         .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int64Array>())
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
         .ok_or_else(|| PlanError::Internal(format!("column {name} is not a count")))
 }
 

@@ -656,7 +656,7 @@ mod auto_bound {
         write_dataset(dir.path(), recs);
         let paid = Paid::for_tests();
         let most = MAX_CONTRIBUTION_BOUND;
-        let (_, histogram) = block_on(records_per_person(
+        let histogram = block_on(records_per_person(
             &paid,
             dir.path(),
             &missions(),

@@ -177,6 +177,10 @@ async fn ask(s: &Service, token: Option<&str>, spec: Value) -> (StatusCode, Valu
     call(&s.router, Method::POST, "/v1/query", token, Some(spec)).await
 }
 
+async fn preview_query(s: &Service, token: Option<&str>, spec: Value) -> (StatusCode, Value) {
+    call(&s.router, Method::POST, "/v1/preview", token, Some(spec)).await
+}
+
 /// Persons per mission and registration year, 2003-2008, at `epsilon`.
 fn grouped(epsilon: f64) -> Value {
     json!({
@@ -536,14 +540,7 @@ async fn a_preview_states_rho_its_epsilon_and_what_both_budgets_would_keep() {
     // With a delta the query is Gaussian and priced in rho.
     let mut gaussian = grouped(0.5);
     gaussian["budget"]["delta"] = json!(1e-7);
-    let (status, preview) = call(
-        &s.router,
-        Method::POST,
-        "/v1/preview",
-        token,
-        Some(gaussian.clone()),
-    )
-    .await;
+    let (status, preview) = preview_query(&s, token, gaussian.clone()).await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     let rho = preview["loss"]["rho"].as_f64().unwrap();
     assert!(rho > 0.0, "{preview}");
@@ -578,14 +575,7 @@ async fn a_preview_states_rho_its_epsilon_and_what_both_budgets_would_keep() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, preview) = call(
-        &s.router,
-        Method::POST,
-        "/v1/preview",
-        token,
-        Some(gaussian.clone()),
-    )
-    .await;
+    let (_, preview) = preview_query(&s, token, gaussian.clone()).await;
     assert_eq!(preview["affordable"], false, "{preview}");
     assert_eq!(preview["after"]["refused_by"], "dataset");
     assert_eq!(preview["after"]["dataset"]["epsilon_left"], 0.0);
@@ -603,14 +593,7 @@ async fn a_preview_states_rho_its_epsilon_and_what_both_budgets_would_keep() {
     // charges exactly the previewed rho.
     let mut small = gaussian;
     small["budget"]["epsilon"] = json!(0.1);
-    let (_, preview) = call(
-        &s.router,
-        Method::POST,
-        "/v1/preview",
-        token,
-        Some(small.clone()),
-    )
-    .await;
+    let (_, preview) = preview_query(&s, token, small.clone()).await;
     assert_eq!(preview["affordable"], true, "{preview}");
     let left = preview["after"]["dataset"]["epsilon_left"]
         .as_f64()
@@ -636,14 +619,7 @@ async fn an_auto_contribution_bound_is_chosen_privately_and_charged_once() {
         "contribution_bound": "auto",
         "budget": {"epsilon": 0.8}
     });
-    let (status, preview) = call(
-        &s.router,
-        Method::POST,
-        "/v1/preview",
-        token,
-        Some(query.clone()),
-    )
-    .await;
+    let (status, preview) = preview_query(&s, token, query.clone()).await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["parts"][0]["name"], "records_per_person");
     assert!(preview["half_width_95"].is_null(), "{preview}");
@@ -695,14 +671,7 @@ async fn previews_are_free_reasked_queries_are_free_and_overspending_is_refused(
     let (_, before) = call(&s.router, Method::GET, "/v1/budget", token, None).await;
     assert_eq!(budget(&before), 1.0);
 
-    let (status, preview) = call(
-        &s.router,
-        Method::POST,
-        "/v1/preview",
-        token,
-        Some(grouped(0.6)),
-    )
-    .await;
+    let (status, preview) = preview_query(&s, token, grouped(0.6)).await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["affordable"], true);
     let cost = preview["cost"]["epsilon"].as_f64().unwrap();

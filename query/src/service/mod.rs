@@ -202,16 +202,14 @@ impl Service {
             Charge::Charged { paid, budget } => Ok(Paying::Charged { paid, budget }),
         }
     }
-}
 
-impl Service {
-    /// What charging `loss` to `principal` would leave of its budget and of the dataset's, and
-    /// the budget now; nothing is charged or recorded.
+    /// The caller's budget now, and what charging `loss` to it would leave of it and of the
+    /// dataset's; nothing is charged or recorded.
     pub(crate) async fn preview_charge(
         &self,
         principal: &Principal,
         loss: Loss,
-    ) -> Result<(Option<Budget>, bool, ChargePreviewView)> {
+    ) -> Result<(Option<BudgetView>, ChargePreviewView)> {
         let dataset = self.config().dataset.clone();
         let (pid, ds) = (principal.id.clone(), dataset.clone());
         let (now, after) = self
@@ -235,7 +233,7 @@ impl Service {
             refused_by: refusal.as_ref().map(|(by, _)| *by),
             reason: refusal.map(|(_, why)| why),
         };
-        Ok((now, view.refused_by.is_none(), view))
+        Ok((now.map(|b| BudgetView::new(&dataset, &b)), view))
     }
 }
 

@@ -128,7 +128,7 @@ impl Service {
                 .map_err(released);
         }
         let most = spec::MAX_CONTRIBUTION_BOUND;
-        let (_, counts) =
+        let counts =
             plan::records_per_person(paid, &config.data, &config.missions, spec, most).await?;
         let (s, p, missions) = (spec.clone(), plan.clone(), config.missions.clone());
         let (bounded, priced, chosen) =
@@ -155,7 +155,7 @@ impl Service {
     ) -> Result<PreviewResponse> {
         require(principal, QUERY_ROLES)?;
         let plan = price(&spec).await?;
-        let (budget, affordable, after) = self.preview_charge(principal, plan.loss).await?;
+        let (budget, after) = self.preview_charge(principal, plan.loss).await?;
         let detail = format!("{} {}", spec.hash(), spec.canonical_json());
         self.audit(principal, "preview", detail, None, "previewed")
             .await?;
@@ -173,8 +173,8 @@ impl Service {
             cost: plan.total,
             loss: plan.loss,
             half_width_95,
-            budget: budget.map(|b| BudgetView::new(&self.config().dataset, &b)),
-            affordable,
+            budget,
+            affordable: after.refused_by.is_none(),
             after,
         })
     }

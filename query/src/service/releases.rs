@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::views::{
-    BudgetView, IndicatorPreview, MarginalPreview, ReferenceLoaded, ReferenceView, ReleasePreview,
+    IndicatorPreview, MarginalPreview, ReferenceLoaded, ReferenceView, ReleasePreview,
 };
 use super::{Paying, READ_ROLES, RELEASE_ROLES, Service, require};
 use crate::dp::Released;
@@ -54,7 +54,7 @@ impl Service {
     ) -> Result<ReleasePreview> {
         require(principal, RELEASE_ROLES)?;
         let plan = self.plan_release(request).await?;
-        let (budget, affordable, after) = self.preview_charge(principal, plan.loss).await?;
+        let (budget, after) = self.preview_charge(principal, plan.loss).await?;
         let detail = format!(
             "release:{} {}",
             plan.hash,
@@ -103,8 +103,8 @@ impl Service {
             cost: plan.cost,
             indicators,
             marginals,
-            budget: budget.map(|b| BudgetView::new(&self.config().dataset, &b)),
-            affordable,
+            budget,
+            affordable: after.refused_by.is_none(),
             after,
         })
     }
