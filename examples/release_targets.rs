@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
     };
     let (exact, _) = runtime.block_on(design::exact_marginals(
         &paid,
-        &data,
+        &ctstats_query::data::Data::files(data.clone()),
         &design,
         &plan.missions,
         &plan.periods,
@@ -200,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         missions: missions.clone(),
         max_upload_bytes: 0,
         max_concurrent_queries: 1,
+        memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
     };
     let service = Service::new(config_service, ledger, None);
     let mut widths: [BTreeMap<String, Vec<f64>>; 2] = Default::default();

@@ -175,6 +175,7 @@ fn service(
         missions: DEFAULT_MISSIONS.split(',').map(str::to_string).collect(),
         max_upload_mib: 256,
         max_concurrent_queries: None,
+        memory_budget_mib: ctstats_query::service::DEFAULT_MEMORY_BUDGET >> 20,
     };
     let ledger_path = serve_args.ledger.ledger_path()?;
     println!(

@@ -162,6 +162,7 @@ pub fn release(command: ReleaseCommand) -> anyhow::Result<()> {
                 missions: missions(&served)?,
                 max_upload_bytes: 0,
                 max_concurrent_queries: 1,
+                memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
             };
             let service = Service::new(config, l, None);
             let request = ReleaseRequest {

@@ -11,7 +11,8 @@ use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
 use ctstats_query::error::Code;
 use ctstats_query::ledger::{Ledger, Role, Total};
 use ctstats_query::service::{
-    DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig, UploadError, UploadOutcome, UploadRequest, Uploader,
+    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MEMORY_BUDGET, ServiceConfig, UploadError, UploadOutcome,
+    UploadRequest, Uploader,
 };
 use ctstats_server::AppState;
 
@@ -100,9 +101,13 @@ pub struct ServeArgs {
     /// Largest upload accepted, in MiB (413 beyond).
     #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES >> 20)]
     pub max_upload_mib: u64,
-    /// Queries aggregating at once; the rest queue in arrival order. Default: half the cores.
+    /// Queries aggregating at once; the rest queue in arrival order. Default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_queries: Option<u16>,
+    /// Memory for the in-memory snapshot of the dataset, in MiB (about 110 bytes a record);
+    /// a larger dataset, or 0, is read from its Parquet files by every query.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_BUDGET >> 20)]
+    pub memory_budget_mib: u64,
 }
 
 /// Runs the ingest pipeline for uploads, with the deployment key.
@@ -235,6 +240,7 @@ pub fn state(args: &ServeArgs) -> anyhow::Result<AppState> {
         max_concurrent_queries: args
             .max_concurrent_queries
             .map_or_else(ServiceConfig::default_concurrent_queries, usize::from),
+        memory_budget: args.memory_budget_mib.saturating_mul(1 << 20),
     };
     Ok(AppState::new(config, args.ledger.open()?, uploader))
 }
@@ -258,6 +264,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 "no dataset-wide privacy budget is set: each principal's budget is capped, the \
                  dataset's total loss is not; set one with `ctstats budget set --dataset`"
             );
+        }
+        // Ready means ready: the snapshot is loaded before the first request is taken.
+        match state.service().data().prepare().await {
+            Ok(Some(s)) => tracing::info!(
+                generation = s.generation,
+                rows = s.rows,
+                mib = s.bytes >> 20,
+                "queries read the dataset from memory"
+            ),
+            Ok(None) => tracing::info!("queries read the dataset from its Parquet files"),
+            // Queries try again, and say why if it fails again.
+            Err(e) => tracing::warn!(error = %e, "the dataset could not be loaded"),
         }
         println!(
             "ctstats serving dataset {} on http://{addr} (uploads {}); OpenAPI at http://{addr}/openapi.json",

@@ -2,6 +2,8 @@
 //!
 //! - `spec`: the JSON query a caller posts, validated against public domains, with a canonical
 //!   form and hash (the same query asked again is recognised);
+//! - `data`: the dataset as queries read it: an in-memory snapshot per manifest generation,
+//!   sorted by person, or the Parquet files when it does not fit the memory budget;
 //! - `plan`: all row work in DataFusion (period, filters, per-person truncation, clamping,
 //!   grouping over the full public domain) and each component's contribution bounds;
 //! - `dp` (the `ctstats-dp` crate, re-exported): the only crate that depends on `opendp`;
@@ -21,6 +23,7 @@
 //! binary provides.
 
 pub mod answer;
+pub mod data;
 pub mod error;
 #[cfg(test)]
 mod privacy_audit;

@@ -4,15 +4,20 @@
 //! Every row operation runs in DataFusion (one SQL statement, built from the validated spec);
 //! Rust only touches the aggregated groups. The statement, in order:
 //!
-//! 1. scans the Parquet files the manifest lists as live (read afresh for every query, so a batch
-//!    committed a moment ago is seen and a file no manifest lists never is), skipping files
-//!    whose partition directories (`mission=`, `year=` of registration) cannot match;
+//! 1. scans the live records of the manifest's current generation (so a batch committed a
+//!    moment ago is seen and a file no manifest lists never is): the in-memory snapshot of that
+//!    generation, sorted by person and record key ([`crate::data`]), or, when it does not fit
+//!    in memory, the Parquet files, skipping those whose partition directories (`mission=`,
+//!    `year=` of registration) cannot match;
 //! 2. keeps registrations within the period, derives the dimension keys (a null, or a stored
 //!    value outside the public domain, becomes `unknown`) and the numeric value;
 //! 3. applies the filters, and for value measures drops records whose value is null (not
 //!    recorded, or a case still open for `months_to_closure`);
 //! 4. keeps at most `contribution_bound` records per person:
-//!    `ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) <= k`;
+//!    `ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) <= k`. Over the snapshot,
+//!    whose declared order is that of the window, this is one pass with a counter that restarts
+//!    at each person (no sort; `snapshot_queries_do_not_sort` checks the plan); over the files
+//!    it sorts the period's rows;
 //! 5. for `exploitation_type`, keeps the first `list_items_bound` distinct types of each record
 //!    in sorted order (an empty or null list is the one type `unknown`) and explodes the record
 //!    into one row per type;
@@ -46,16 +51,13 @@
 //! its change is its whole value).
 
 use std::collections::HashMap;
-use std::path::{Component as PathComponent, Path};
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, PrimitiveArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use ctstats_schemas::arrow_schema;
 use ctstats_schemas::manifest::{Manifest, ManifestError};
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::data::{ATTEMPTS, Data, TABLE};
 
 use crate::ledger::Paid;
 use crate::spec::{
@@ -130,77 +132,70 @@ impl PlanError {
 
 pub type Result<T, E = PlanError> = std::result::Result<T, E>;
 
-/// The name the live files are registered under.
-const TABLE: &str = "records";
-/// Attempts when a concurrent commit replaces a file between reading the manifest and the file.
-const ATTEMPTS: usize = 3;
-
-/// Compute the exact aggregates of `spec` over the dataset at `root`. `missions` is the mission
-/// domain (the service configuration). `_paid` is the ledger's proof that the charge for these
-/// aggregates was committed: exact values exist only once their noise is paid for.
+/// Compute the exact aggregates of `spec` over `data` (its snapshot, or its files). `missions`
+/// is the mission domain (the service configuration). `_paid` is the ledger's proof that the
+/// charge for these aggregates was committed: exact values exist only once their noise is paid
+/// for.
 pub async fn aggregate(
     _paid: &Paid,
-    root: &Path,
+    data: &Data,
     missions: &[String],
     spec: &ValidatedSpec,
 ) -> Result<Aggregates> {
     spec.check_missions(missions)?;
     let sql = statement(spec, missions);
-    let mut attempt = 0;
-    let (generation, groups) = loop {
-        attempt += 1;
-        let manifest = Manifest::read(root)?;
-        match run(root, &manifest, spec, missions, &sql).await {
-            Ok(groups) => break (manifest.generation, groups),
-            // A commit may have replaced a file after we read the manifest: read it again.
-            Err(PlanError::Engine(e))
-                if attempt < ATTEMPTS
-                    && Manifest::read(root)?.generation != manifest.generation =>
-            {
-                tracing::debug!(error = %e, "dataset changed during the query; retrying");
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let prune = |path: &str| partition_may_match(path, spec, missions);
+    let (generation, mut results) = run_on(data, &prune, std::slice::from_ref(&sql)).await?;
+    let groups = read_groups(spec, &results.pop().unwrap_or_default())?;
     Ok(assemble(spec, missions, generation, groups))
 }
 
-/// Run `statements` (each over the `records` table of the live files registered in the
-/// period's years) and return their result batches with the manifest generation they read.
-/// `_paid` is the ledger's proof, as for [`aggregate`]: exact values exist only once paid for.
+/// Run `statements` (each over the `records` table: the snapshot, or the live files registered
+/// in the period's years) and return their result batches with the manifest generation they
+/// read. `_paid` is the ledger's proof, as for [`aggregate`]: exact values exist only once paid
+/// for.
 pub(crate) async fn run_statements(
     _paid: &Paid,
-    root: &Path,
+    data: &Data,
     period: Period,
+    statements: &[String],
+) -> Result<(u64, Vec<Vec<RecordBatch>>)> {
+    let keep = |path: &str| {
+        path.split('/').all(|segment| {
+            segment.strip_prefix("year=").is_none_or(|year| {
+                year.parse::<i32>()
+                    .map_or(true, |y| (period.from.year..=period.to.year).contains(&y))
+            })
+        })
+    };
+    run_on(data, &keep, statements).await
+}
+
+/// Run `statements` in one session (one generation), retrying when a commit replaced a file
+/// between reading the manifest and reading the file.
+async fn run_on(
+    data: &Data,
+    prune: &(dyn Fn(&str) -> bool + Sync),
     statements: &[String],
 ) -> Result<(u64, Vec<Vec<RecordBatch>>)> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let manifest = Manifest::read(root)?;
-        let keep = |path: &str| {
-            path.split('/').all(|segment| {
-                segment.strip_prefix("year=").is_none_or(|year| {
-                    year.parse::<i32>()
-                        .map_or(true, |y| (period.from.year..=period.to.year).contains(&y))
-                })
-            })
-        };
+        let session = data.session(prune).await?;
         let run = async {
-            let ctx = register(root, &manifest, keep).await?;
             let mut all = Vec::with_capacity(statements.len());
             for sql in statements {
-                all.push(ctx.sql(sql).await?.collect().await?);
+                all.push(session.ctx.sql(sql).await?.collect().await?);
             }
             Ok::<_, PlanError>(all)
         };
         match run.await {
-            Ok(all) => return Ok((manifest.generation, all)),
+            Ok(all) => return Ok((session.generation, all)),
             Err(PlanError::Engine(e))
                 if attempt < ATTEMPTS
-                    && Manifest::read(root)?.generation != manifest.generation =>
+                    && Manifest::read(data.root())?.generation != session.generation =>
             {
-                tracing::debug!(error = %e, "dataset changed during the release; retrying");
+                tracing::debug!(error = %e, "dataset changed during the query; retrying");
             }
             Err(e) => return Err(e),
         }
@@ -210,55 +205,6 @@ pub(crate) async fn run_statements(
 /// The observed groups: key (dimension keys, then the bin label) → component values, and the
 /// number of rows in the group.
 type Groups = HashMap<Vec<String>, (Vec<i64>, i64)>;
-
-async fn run(
-    root: &Path,
-    manifest: &Manifest,
-    spec: &ValidatedSpec,
-    missions: &[String],
-    sql: &str,
-) -> Result<Groups> {
-    let ctx = register(root, manifest, |path| {
-        partition_may_match(path, spec, missions)
-    })
-    .await?;
-    let batches = ctx.sql(sql).await?.collect().await?;
-    read_groups(spec, &batches)
-}
-
-/// A session with the manifest's live files that `keep` accepts registered as `records`.
-async fn register(
-    root: &Path,
-    manifest: &Manifest,
-    keep: impl Fn(&str) -> bool,
-) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
-    let schema = arrow_schema();
-    let mut paths = Vec::new();
-    for file in manifest.live_files() {
-        let relative = Path::new(&file.path);
-        if !relative
-            .components()
-            .all(|c| matches!(c, PathComponent::Normal(_)))
-        {
-            return Err(PlanError::UnsafePath {
-                path: file.path.clone(),
-            });
-        }
-        if keep(&file.path) {
-            paths.push(root.join(relative).to_string_lossy().into_owned());
-        }
-    }
-    if paths.is_empty() {
-        let empty = MemTable::try_new(schema, vec![vec![]])?;
-        ctx.register_table(TABLE, Arc::new(empty))?;
-    } else {
-        let options = ParquetReadOptions::default().schema(&schema);
-        let table = ctx.read_parquet(paths, options).await?;
-        ctx.register_table(TABLE, table.into_view())?;
-    }
-    Ok(ctx)
-}
 
 /// Whether a file may hold rows of the query, judged from its hive partition directories
 /// (`mission=XXX/year=YYYY`, the registration year). Only prunes; the statement filters anyway.
@@ -354,7 +300,7 @@ fn records_ctes(spec: &ValidatedSpec, missions: &[String]) -> String {
 /// standing for "this many or more": `counts[c - 1]` persons have `c` records.
 pub async fn records_per_person(
     paid: &Paid,
-    root: &Path,
+    data: &Data,
     missions: &[String],
     spec: &ValidatedSpec,
     most: u32,
@@ -365,7 +311,7 @@ pub async fn records_per_person(
          SELECT CAST(c AS BIGINT) AS c, COUNT(*) AS n FROM per GROUP BY c",
         ctes = records_ctes(spec, missions),
     );
-    let (_, mut results) = run_statements(paid, root, spec.period(), &[sql]).await?;
+    let (_, mut results) = run_statements(paid, data, spec.period(), &[sql]).await?;
     let mut counts = vec![0i64; most as usize];
     for batch in results.pop().unwrap_or_default() {
         let c = int64(&batch, "c")?;
@@ -414,6 +360,9 @@ fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
         ));
     }
     let aggregates = match spec.measure() {
+        // One kept record per person, in at most one row per cell (its types are distinct, its
+        // value in one bin): counting rows counts distinct persons, without a set per group.
+        Measure::Persons if spec.contribution_bound() == 1 => "COUNT(*) AS c0",
         Measure::Persons => "COUNT(DISTINCT person_key) AS c0",
         Measure::Cases | Measure::Histogram | Measure::Quantile => "COUNT(*) AS c0",
         Measure::Sum => "SUM(clamped) AS c0",

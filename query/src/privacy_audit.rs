@@ -87,8 +87,13 @@ fn neighbour(recs: &[Rec]) -> Vec<Rec> {
 fn exact(recs: &[Rec], spec: &ValidatedSpec) -> Aggregates {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), recs);
-    block_on(aggregate(&Paid::for_tests(), dir.path(), &missions(), spec))
-        .unwrap_or_else(|e| panic!("{e}"))
+    block_on(aggregate(
+        &Paid::for_tests(),
+        &in_memory(dir.path()),
+        &missions(),
+        spec,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One released answer: cell key → estimate, for the cells released.
@@ -514,7 +519,7 @@ mod design {
         write_dataset(dir.path(), recs);
         block_on(design::exact_marginals(
             &Paid::for_tests(),
-            dir.path(),
+            &in_memory(dir.path()),
             plan.design.as_ref().unwrap(),
             &plan.missions,
             &plan.periods,
@@ -658,7 +663,7 @@ mod auto_bound {
         let most = MAX_CONTRIBUTION_BOUND;
         let histogram = block_on(records_per_person(
             &paid,
-            dir.path(),
+            &in_memory(dir.path()),
             &missions(),
             spec,
             most,
@@ -667,7 +672,13 @@ mod auto_bound {
         let at = (1..=most)
             .map(|k| {
                 let bounded = spec.with_bound(k, plan.rest.unwrap());
-                block_on(aggregate(&paid, dir.path(), &missions(), &bounded)).unwrap()
+                block_on(aggregate(
+                    &paid,
+                    &in_memory(dir.path()),
+                    &missions(),
+                    &bounded,
+                ))
+                .unwrap()
             })
             .collect();
         Side { histogram, at }

@@ -191,6 +191,11 @@ pub(crate) fn write_manifest(root: &Path, files: Vec<FileEntry>) {
     std::fs::write(root.join(MANIFEST_FILE), json).unwrap();
 }
 
+/// The dataset at `root` as the service reads it: from its in-memory snapshot.
+pub(crate) fn in_memory(root: &Path) -> crate::data::Data {
+    crate::data::Data::new(root, crate::service::DEFAULT_MEMORY_BUDGET)
+}
+
 pub(crate) fn missions() -> Vec<String> {
     vec!["KGZ".into(), "UKR".into()]
 }

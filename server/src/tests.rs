@@ -80,6 +80,7 @@ async fn at_most_two_uploads_are_taken_at_once() {
             missions: vec!["KGZ".into()],
             max_upload_bytes: 1 << 20,
             max_concurrent_queries: 1,
+            memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
         },
         ledger,
         Some(uploader.clone()),

@@ -420,6 +420,7 @@ fn engine(
         missions: missions.to_vec(),
         max_upload_bytes: 0,
         max_concurrent_queries: 1,
+        memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
     };
     (Service::new(config, ledger, None), analyst)
 }

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use ctstats_schemas::manifest::{FileEntry, MANIFEST_FILE, partition_dir};
 use proptest::prelude::*;
@@ -6,14 +7,18 @@ use proptest::prelude::*;
 use super::*;
 use crate::testdata::*;
 
+/// The aggregates of `json` over the dataset at `root`, computed from the in-memory snapshot
+/// and from the Parquet files: the two must agree exactly.
 fn run(root: &Path, json: &str) -> Aggregates {
-    block_on(aggregate(
-        &Paid::for_tests(),
-        root,
-        &missions(),
-        &spec(json),
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
+    let s = spec(json);
+    let from = |data: Data| {
+        block_on(aggregate(&Paid::for_tests(), &data, &missions(), &s))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let memory = from(in_memory(root));
+    let files = from(Data::files(root));
+    assert_eq!(memory, files, "snapshot and files disagree on {json}");
+    memory
 }
 
 /// Cell key (joined with `|`) → value of the first component, for non-zero cells.
@@ -282,15 +287,12 @@ fn only_files_in_the_manifest_are_read() {
         serde_json::to_vec(&manifest).unwrap(),
     )
     .unwrap();
-    let err = block_on(aggregate(
-        &Paid::for_tests(),
-        dir.path(),
-        &missions(),
-        &spec(&q),
-    ))
-    .unwrap_err();
-    assert!(matches!(err, PlanError::UnsafePath { .. }), "{err}");
-    assert!(!err.is_caller_error());
+    for data in [in_memory(dir.path()), Data::files(dir.path())] {
+        let err =
+            block_on(aggregate(&Paid::for_tests(), &data, &missions(), &spec(&q))).unwrap_err();
+        assert!(matches!(err, PlanError::UnsafePath { .. }), "{err}");
+        assert!(!err.is_caller_error());
+    }
 }
 
 #[test]
@@ -372,7 +374,7 @@ fn mission_domain_is_checked_against_the_missions_given() {
     let s = spec(&query(r#""measure":"cases","filters":{"mission":["UKR"]}"#));
     let err = block_on(aggregate(
         &Paid::for_tests(),
-        dir.path(),
+        &in_memory(dir.path()),
         &["KGZ".to_string()],
         &s,
     ))
@@ -492,7 +494,12 @@ fn check_neighbours(recs: &[Rec], body: &str, k: u32, threshold: bool) {
         let dir = tempfile::tempdir().unwrap();
         write_dataset(dir.path(), recs);
         runtime
-            .block_on(aggregate(&Paid::for_tests(), dir.path(), &missions(), &s))
+            .block_on(aggregate(
+                &Paid::for_tests(),
+                &in_memory(dir.path()),
+                &missions(),
+                &s,
+            ))
             .unwrap_or_else(|e| panic!("{e}"))
     };
     let full = answer(recs);
@@ -605,4 +612,48 @@ fn the_bounds_are_attained() {
         ]),
         (4, 6, 3)
     );
+}
+
+/// The physical plan of `spec`'s statement over `data`, as DataFusion would run it.
+fn physical_plan(data: &Data, json: &str) -> (bool, String) {
+    let s = spec(json);
+    let sql = statement(&s, &missions());
+    block_on(async {
+        let session = data.session(&|_| true).await.unwrap();
+        let frame = session.ctx.sql(&sql).await.unwrap();
+        let plan = frame.create_physical_plan().await.unwrap();
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        (session.in_memory, text)
+    })
+}
+
+// The bounding over the snapshot is one pass in the declared order: no sort in any query's
+// plan. Over the files the same statement sorts, which is what the snapshot saves.
+#[test]
+fn snapshot_queries_do_not_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = vec![rec("p1", "r1", 2004), rec("p1", "r2", 2004)];
+    recs.push(rec("p2", "r3", 2005));
+    write_dataset(dir.path(), &recs);
+    let value = r#""column":"months_to_closure","bounds":{"lower":0,"upper":24}"#;
+    let bodies = [
+        r#""measure":"persons","group_by":["mission","registration_year"],"contribution_bound":2"#
+            .to_string(),
+        r#""measure":"persons","group_by":["gender"]"#.to_string(),
+        r#""measure":"cases","group_by":["exploitation_type"],"contribution_bound":3"#.to_string(),
+        format!(r#""measure":"sum",{value},"contribution_bound":2"#),
+        format!(r#""measure":"histogram",{value},"bins":4,"group_by":["mission"]"#),
+    ];
+    for body in &bodies {
+        let json = query(body);
+        let (in_memory_plan, plan) = physical_plan(&in_memory(dir.path()), &json);
+        assert!(in_memory_plan, "the snapshot was not used");
+        assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
+        assert!(!plan.contains("SortExec"), "{body}: {plan}");
+        let (in_memory_plan, plan) = physical_plan(&Data::files(dir.path()), &json);
+        assert!(!in_memory_plan);
+        assert!(plan.contains("SortExec"), "{body}: {plan}");
+    }
 }

@@ -2,9 +2,9 @@
 //! noisy counts keyed by mission, period and key.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::answer::{self, Cell};
+use crate::data::Data;
 use crate::dp::Released;
 use crate::indicators::Source;
 use crate::ledger::Paid;
@@ -59,7 +59,7 @@ pub type Counts = HashMap<(String, String, String), Noisy>;
 /// noisy counts per source and the dataset generation. The caller has charged the plan's cost.
 pub async fn compute_counts(
     paid: &Paid,
-    data: &Path,
+    data: &Data,
     service_missions: &[String],
     plan: &ReleasePlan,
 ) -> Result<(Released<Vec<Counts>>, u64), String> {
@@ -123,7 +123,7 @@ fn counts_of(source: &Source, dimensions: &[String], scale: f64, cells: &[Cell])
 /// (the flows, if asked), and the dataset generation. The caller has charged the plan's loss.
 pub async fn compute_design(
     paid: &Paid,
-    data: &Path,
+    data: &Data,
     service_missions: &[String],
     plan: &ReleasePlan,
 ) -> Result<(Released<(Vec<Vec<i64>>, Vec<Counts>)>, u64), String> {

@@ -481,7 +481,7 @@ impl Design {
 /// something that may leave the engine. `_paid` is the ledger's proof that the noise is paid.
 pub async fn exact_marginals(
     paid: &Paid,
-    root: &std::path::Path,
+    data: &crate::data::Data,
     design: &Design,
     missions: &[String],
     periods: &[String],
@@ -498,7 +498,7 @@ pub async fn exact_marginals(
         },
     };
     let statements = design.statements(missions, period, kind);
-    let (generation, results) = plan::run_statements(paid, root, period, &statements).await?;
+    let (generation, results) = plan::run_statements(paid, data, period, &statements).await?;
     let mut out: Vec<Vec<i64>> = design
         .marginals
         .iter()

@@ -22,6 +22,7 @@ pub mod views;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::data::Data;
 use crate::dp::Loss;
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Refusal, Role, Scope};
@@ -39,17 +40,23 @@ pub struct ServiceConfig {
     pub missions: Vec<String>,
     /// Uploads larger than this are refused (`payload_too_large`).
     pub max_upload_bytes: u64,
-    /// How many queries aggregate at once; the others wait their turn in arrival order. Each
-    /// aggregation already uses every core, so more at once only makes all of them late.
+    /// How many queries aggregate at once; the others wait their turn in arrival order. Over
+    /// the in-memory snapshot each aggregation runs on one core, so one per core.
     pub max_concurrent_queries: usize,
+    /// Bytes the in-memory snapshot of the dataset may take ([`crate::data`]); beyond it (or at
+    /// 0) queries read the Parquet files.
+    pub memory_budget: u64,
 }
 
 impl ServiceConfig {
-    /// Half the cores, at least one: one aggregation at a time on a 2-core machine.
+    /// One aggregation per core.
     pub fn default_concurrent_queries() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
+
+/// The snapshot's memory budget when none is configured: 4 GiB (about 35M records).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 
 /// Upload size limit when none is configured: 256 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 256 << 20;
@@ -63,6 +70,8 @@ pub const READ_ROLES: &[Role] = &[Role::Ngo, Role::Analyst, Role::Researcher, Ro
 
 struct Inner {
     config: ServiceConfig,
+    /// The dataset and its in-memory snapshot.
+    data: Data,
     ledger: Ledger,
     uploader: Option<Arc<dyn Uploader>>,
     /// Permits to aggregate (fair: waiters are served in order).
@@ -98,6 +107,7 @@ impl Service {
         Service {
             inner: Arc::new(Inner {
                 aggregations: tokio::sync::Semaphore::new(config.max_concurrent_queries.max(1)),
+                data: Data::new(config.data.clone(), config.memory_budget),
                 config,
                 ledger,
                 uploader,
@@ -111,6 +121,11 @@ impl Service {
 
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
+    }
+
+    /// The dataset queries read (its snapshot, or its files).
+    pub fn data(&self) -> &Data {
+        &self.inner.data
     }
 
     /// Whether uploads are taken (an uploader, with the key, was given).

@@ -153,11 +153,11 @@ impl Service {
             let _turn = self.aggregation_turn().await?;
             let config = self.config();
             if plan.design.is_some() {
-                release::compute_design(&paid, &config.data, &config.missions, &plan)
+                release::compute_design(&paid, self.data(), &config.missions, &plan)
                     .await
                     .map(|(noisy, generation)| (Computed::Design(noisy), generation))
             } else {
-                release::compute_counts(&paid, &config.data, &config.missions, &plan)
+                release::compute_counts(&paid, self.data(), &config.missions, &plan)
                     .await
                     .map(|(counts, generation)| (Computed::Counts(counts), generation))
             }

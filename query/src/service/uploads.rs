@@ -180,6 +180,15 @@ impl Service {
         };
         self.audit(principal, "upload", detail, None, audit_outcome)
             .await?;
+        if uploaded == Uploaded::Committed {
+            // Prepare the new generation's snapshot now rather than in the next query.
+            let data = self.data().clone();
+            tokio::spawn(async move {
+                if let Err(e) = data.prepare().await {
+                    tracing::warn!(error = %e, "the snapshot of the new generation was not loaded");
+                }
+            });
+        }
         Ok((
             uploaded,
             UploadResponse {
