@@ -104,6 +104,7 @@ pub(crate) fn service(epsilon: f64) -> Service {
             missions: vec!["KGZ".into(), "UKR".into()],
             max_upload_bytes: 1 << 20,
             max_concurrent_queries: ServiceConfig::default_concurrent_queries(),
+            memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
         },
         ledger,
         Some(Arc::new(uploader)),
@@ -1733,8 +1734,11 @@ fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
     assert_no_canary(&canaries, &haystacks);
 }
 
+/// Kills of the server under load in [`a_killed_server_loses_no_budget_and_releases_nothing_unpaid`].
+const KILLS: usize = 20;
+
 #[test]
-fn a_killed_server_leaves_a_ledger_consistent_with_what_it_released() {
+fn a_killed_server_loses_no_budget_and_releases_nothing_unpaid() {
     let s = service(1000.0);
     let data = s.dir.path().join(DATASET);
     let ledger_path: PathBuf = s.dir.path().join("ledger.sqlite");
@@ -1742,82 +1746,108 @@ fn a_killed_server_leaves_a_ledger_consistent_with_what_it_released() {
     drop(s.router);
     drop(s.state);
 
-    let (mut child, addr) = start_server(&data, &ledger_path);
-    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let stop = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..6)
-        .map(|_| {
-            let (addr, token, received, stop, next) = (
-                addr.clone(),
-                token.clone(),
-                received.clone(),
-                stop.clone(),
-                next.clone(),
-            );
-            std::thread::spawn(move || {
-                while stop.load(Ordering::Relaxed) == 0 {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let q = grouped(0.1 + i as f64 * 1e-6).to_string();
-                    match http(&addr, "POST", "/v1/query", &token, &q) {
-                        // A response cut off by the kill was not received.
-                        Ok((200, body)) => match serde_json::from_str::<Value>(&body) {
-                            Ok(v) => received.lock().unwrap().push((q, v)),
+    let mut received: Vec<(String, Value)> = Vec::new();
+    let mut refunded_total = 0;
+    for round in 0..KILLS {
+        let (mut child, addr) = start_server(&data, &ledger_path);
+        let answers: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let stop = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                let (addr, token, answers, stop, next) = (
+                    addr.clone(),
+                    token.clone(),
+                    answers.clone(),
+                    stop.clone(),
+                    next.clone(),
+                );
+                std::thread::spawn(move || {
+                    while stop.load(Ordering::Relaxed) == 0 {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let q = grouped(0.01 + i as f64 * 1e-6).to_string();
+                        match http(&addr, "POST", "/v1/query", &token, &q) {
+                            // A response cut off by the kill was not received.
+                            Ok((200, body)) => match serde_json::from_str::<Value>(&body) {
+                                Ok(v) => answers.lock().unwrap().push((q, v)),
+                                Err(_) => return,
+                            },
+                            Ok((status, body)) => panic!("{status}: {body}"),
                             Err(_) => return,
-                        },
-                        Ok((status, body)) => panic!("{status}: {body}"),
-                        Err(_) => return,
+                        }
                     }
-                }
+                })
             })
-        })
-        .collect();
-    // Kill once a few answers are out, with more in flight.
-    let started = Instant::now();
-    while received.lock().unwrap().len() < 12 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no answers");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    stop.store(1, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let received = received.lock().unwrap().clone();
+            .collect();
+        // Kill once a few answers are out, with more in flight.
+        let started = Instant::now();
+        while answers.lock().unwrap().len() < 4 + round % 5 {
+            assert!(started.elapsed() < Duration::from_secs(120), "no answers");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(1, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        received.extend(answers.lock().unwrap().drain(..));
 
-    let ledger = Ledger::open(&ledger_path).unwrap();
-    let pid = ledger.authenticate(&token).unwrap().unwrap().id;
-    let charges = ledger.charges(&pid, DATASET).unwrap();
-    let budget = ledger.budget(&pid, DATASET).unwrap().unwrap();
-    let released: HashMap<&str, bool> = charges
-        .iter()
-        .map(|c| (c.query_hash.as_str(), c.released))
-        .collect();
-    // Every answer a client received was charged and stored before it left.
-    for (_, answer) in &received {
-        let hash = answer["query_hash"].as_str().unwrap();
-        assert_eq!(
-            released.get(hash),
-            Some(&true),
-            "answer {hash} released without a stored charge"
+        // Opening the ledger refunds what the killed server charged and never stored.
+        let ledger = Ledger::open(&ledger_path).unwrap();
+        let pid = ledger.authenticate(&token).unwrap().unwrap().id;
+        let charges = ledger.charges(&pid, DATASET).unwrap();
+        let budget = ledger.budget(&pid, DATASET).unwrap().unwrap();
+        let released: HashMap<&str, bool> = charges
+            .iter()
+            .map(|c| (c.query_hash.as_str(), c.released))
+            .collect();
+        // Every answer a client received was charged and stored before it left.
+        for (_, answer) in &received {
+            let hash = answer["query_hash"].as_str().unwrap();
+            assert_eq!(
+                released.get(hash),
+                Some(&true),
+                "answer {hash} released without a stored charge"
+            );
+        }
+        // Nothing is pending, and what is spent is exactly the stored answers' charges.
+        assert!(
+            charges.iter().all(|c| c.released != c.refunded),
+            "{charges:?}"
         );
+        let stored: f64 = charges
+            .iter()
+            .filter(|c| c.released)
+            .map(|c| c.loss.epsilon)
+            .sum();
+        assert!(
+            (stored - budget.pure_epsilon_spent).abs() < 1e-9,
+            "spent {} but the stored answers charged {stored}",
+            budget.pure_epsilon_spent
+        );
+        refunded_total = charges.iter().filter(|c| c.refunded).count();
+        let refunds = ledger
+            .audit_entries()
+            .unwrap()
+            .into_iter()
+            .filter(|(_, action, _, outcome)| action == "refund" && outcome == "refunded")
+            .count();
+        assert_eq!(refunds, refunded_total, "one audit entry per refund");
     }
-    // The budget spent is exactly the sum of the charges; charges without a stored answer are
-    // queries cut off by the kill (budget lost, nothing released).
-    let total: f64 = charges.iter().map(|c| c.loss.epsilon).sum();
-    assert!((total - budget.epsilon_spent).abs() < 1e-9);
-    let unreleased = charges.iter().filter(|c| !c.released).count();
     println!(
-        "killed with {} answers received, {} charges ({} without a stored answer)",
-        received.len(),
-        charges.len(),
-        unreleased
+        "{KILLS} kills: {} answers received, {refunded_total} charges refunded",
+        received.len()
     );
-    assert!(charges.len() >= received.len());
+    assert!(received.len() >= KILLS * 4);
 
     // After a restart, each received query is served again at no cost, identically.
     let (mut child, addr) = start_server(&data, &ledger_path);
+    let spent = |ledger: &Ledger| {
+        let pid = ledger.authenticate(&token).unwrap().unwrap().id;
+        ledger.budget(&pid, DATASET).unwrap().unwrap().epsilon_spent
+    };
+    let before = spent(&Ledger::open(&ledger_path).unwrap());
     for (q, first) in received.iter().take(5) {
         let (status, body) = http(&addr, "POST", "/v1/query", &token, q).unwrap();
         assert_eq!(status, 200, "{body}");
@@ -1825,13 +1855,7 @@ fn a_killed_server_leaves_a_ledger_consistent_with_what_it_released() {
         assert_eq!(again["reused"], true);
         assert_eq!(again["answer"], first["answer"]);
     }
-    let spent_after = Ledger::open(&ledger_path)
-        .unwrap()
-        .budget(&pid, DATASET)
-        .unwrap()
-        .unwrap()
-        .epsilon_spent;
-    assert_eq!(spent_after, budget.epsilon_spent);
+    assert_eq!(spent(&Ledger::open(&ledger_path).unwrap()), before);
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -342,15 +342,7 @@ impl Ledger {
         let Some(limit) = principal_limit(&tx, principal_id, dataset)? else {
             return Ok(Charge::NoBudget);
         };
-        let released: Option<String> = tx
-            .query_row(
-                "SELECT answer FROM charges WHERE principal_id = ?1 AND dataset = ?2 AND query_hash = ?3 \
-                 AND answer IS NOT NULL ORDER BY id DESC LIMIT 1",
-                params![principal_id, dataset, query_hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(answer) = released {
+        if let Some(answer) = stored_answer(&tx, principal_id, dataset, query_hash)? {
             let units = principal_units(&tx, principal_id, dataset)?;
             let budget = self.views.get(&limit, &units)?;
             return Ok(Charge::Reused { answer, budget });
@@ -378,8 +370,17 @@ impl Ledger {
             }
         }
         tx.execute(
-            "INSERT INTO charges (principal_id, dataset, query_hash, rho, epsilon, delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![principal_id, dataset, query_hash, new.rho, new.epsilon, new.delta],
+            "INSERT INTO charges (principal_id, dataset, query_hash, rho, epsilon, delta, owner) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                principal_id,
+                dataset,
+                query_hash,
+                new.rho,
+                new.epsilon,
+                new.delta,
+                self.owner.id
+            ],
         )?;
         let charge_id = tx.last_insert_rowid();
         tx.commit()?;
@@ -390,6 +391,28 @@ impl Ledger {
             paid: Paid { charge_id, loss },
             budget,
         })
+    }
+
+    /// The stored answer of `query_hash`, if this principal asked it before, with the budget as
+    /// it stands: a plain read, no write lock and no charge (the same lookup `charge` makes
+    /// first, for a reused answer that needs no transaction at all).
+    pub fn reused(
+        &self,
+        principal_id: &str,
+        dataset: &str,
+        query_hash: &str,
+    ) -> Result<Option<Charge>> {
+        let conn = self.conn();
+        let Some(limit) = principal_limit(&conn, principal_id, dataset)? else {
+            return Ok(None);
+        };
+        let Some(answer) = stored_answer(&conn, principal_id, dataset, query_hash)? else {
+            return Ok(None);
+        };
+        let units = principal_units(&conn, principal_id, dataset)?;
+        drop(conn);
+        let budget = self.views.get(&limit, &units)?;
+        Ok(Some(Charge::Reused { answer, budget }))
     }
 
     /// What charging `loss` would leave of the principal's budget and the dataset's, and whether
@@ -423,10 +446,14 @@ impl Ledger {
     pub fn store_answer(&self, paid: Paid, answer: &str) -> Result<()> {
         let charge_id = paid.charge_id;
         let conn = self.conn();
-        conn.execute(
-            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        let stored = conn.execute(
+            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = ?1 AND refunded_at IS NULL",
             params![charge_id, answer],
         )?;
+        if stored == 0 {
+            return Err(LedgerError::Refunded(charge_id));
+        }
         Ok(())
     }
 
@@ -447,8 +474,8 @@ impl Ledger {
     pub fn charges(&self, principal_id: &str, dataset: &str) -> Result<Vec<ChargeRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, query_hash, rho, epsilon, delta, answer IS NOT NULL FROM charges \
-             WHERE principal_id = ?1 AND dataset = ?2 ORDER BY id",
+            "SELECT id, query_hash, rho, epsilon, delta, answer IS NOT NULL, refunded_at IS NOT NULL \
+             FROM charges WHERE principal_id = ?1 AND dataset = ?2 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![principal_id, dataset], |r| {
             Ok(ChargeRecord {
@@ -460,6 +487,7 @@ impl Ledger {
                     delta: amount(r.get(4)?),
                 },
                 released: r.get(5)?,
+                refunded: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -475,6 +503,25 @@ pub struct ChargeRecord {
     pub loss: Loss,
     /// Whether the answer it paid for was stored (and so may have been released).
     pub released: bool,
+    /// Whether it was refunded (its process ended before storing the answer): it no longer
+    /// counts against any budget.
+    pub refunded: bool,
+}
+
+/// The answer stored for the latest charge of `query_hash` by this principal, if any.
+fn stored_answer(
+    conn: &Connection,
+    principal_id: &str,
+    dataset: &str,
+    query_hash: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT answer FROM charges WHERE principal_id = ?1 AND dataset = ?2 AND query_hash = ?3 \
+         AND answer IS NOT NULL ORDER BY id DESC LIMIT 1",
+        params![principal_id, dataset, query_hash],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 fn rho_over_approx() -> LedgerError {
@@ -528,13 +575,14 @@ fn units_where(
     let (rho, approx_epsilon, approx_delta) = conn.query_row(
         &format!(
             "SELECT COALESCE(SUM(rho), 0), COALESCE(SUM(CASE WHEN delta > 0 THEN epsilon ELSE 0 END), 0), \
-             COALESCE(SUM(delta), 0) FROM charges WHERE {condition}"
+             COALESCE(SUM(delta), 0) FROM charges WHERE refunded_at IS NULL AND {condition}"
         ),
         args,
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT epsilon FROM charges WHERE {condition} AND delta = 0 AND epsilon > 0 ORDER BY id"
+        "SELECT epsilon FROM charges WHERE refunded_at IS NULL AND {condition} AND delta = 0 \
+         AND epsilon > 0 ORDER BY id"
     ))?;
     let pure = stmt
         .query_map(args, |r| r.get(0))?

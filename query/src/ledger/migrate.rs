@@ -5,6 +5,10 @@
 //! - 2: charges in [`Loss`] terms (a `rho` column beside the (epsilon, delta) part), budgets in
 //!   (epsilon, delta) or rho, the dataset-wide budgets, the spent totals computed from the
 //!   charges (the `*_spent` columns are dropped), and a `rho` column in the audit log.
+//! - 3: each charge names the ledger instance (`owner`) that made it, and a charge whose answer
+//!   was never stored because its owner died is refunded (`refunded_at`; the charge row stays,
+//!   it no longer counts). Charges made before version 3 have no owner and are never refunded:
+//!   whether their process still runs cannot be known, so they keep counting.
 //!
 //! Version 1's charges migrate without losing or shrinking one:
 //! - a charge whose stored answer has only Gaussian parts gets the rho of its noise, re-derived
@@ -24,7 +28,7 @@ use super::*;
 use ctstats_dp::{Sensitivity, rho_of_gaussian};
 
 /// The schema this code writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The query hash of a charge that keeps spending the old totals held beyond their charges.
 pub const UNACCOUNTED: &str = "migrated:unaccounted";
@@ -38,7 +42,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    to_v2(&tx)?;
+    if version < 2 {
+        to_v2(&tx)?;
+    }
+    to_v3(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -97,6 +104,15 @@ fn to_v2(tx: &Connection) -> Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+fn to_v3(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE charges ADD COLUMN owner TEXT;
+         ALTER TABLE charges ADD COLUMN refunded_at TEXT;
+         CREATE INDEX charges_pending ON charges (owner) WHERE answer IS NULL AND refunded_at IS NULL;",
+    )?;
     Ok(())
 }
 

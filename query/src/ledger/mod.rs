@@ -18,6 +18,9 @@
 //! must stay within; a rho budget takes no approximate part. Amounts are stored as integers in
 //! units of 1e-12; charges are rounded up and totals down, so rounding never favours the caller.
 //!
+//! A charge stays pending until its answer is stored; the pending charges of a process that
+//! died are refunded when the ledger is next opened (`owners`): nothing was released for them.
+//!
 //! A released answer is stored with its charge, keyed by the caller and a hash of the canonical
 //! query. Asking the same question again returns the stored answer at no cost: it is
 //! post-processing of a released value.
@@ -28,6 +31,7 @@
 mod audit;
 mod budgets;
 mod migrate;
+mod owners;
 mod principals;
 mod stores;
 #[cfg(test)]
@@ -42,6 +46,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 pub use budgets::{ChargeRecord, Refusal, Scope, Spend, Total};
+pub use owners::Refund;
 pub use principals::token_hash;
 pub use units::*;
 
@@ -59,6 +64,12 @@ pub enum LedgerError {
     Dp(#[from] ctstats_dp::DpError),
     #[error("the ledger has schema version {0}, newer than this program's; upgrade ctstats")]
     NewerSchema(i64),
+    #[error("ledger owner lock: {0}")]
+    Io(String),
+    #[error("writing the audit log: {0}")]
+    Audit(String),
+    #[error("charge {0} was refunded (its owner was found dead): its answer cannot be stored")]
+    Refunded(i64),
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -236,6 +247,11 @@ pub enum Charge {
 #[derive(Debug)]
 pub struct Ledger {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+    /// This instance's id in the charges it makes, and the lock that says it is alive.
+    owner: owners::Owner,
+    /// The audit log's group-commit writer (none for an in-memory ledger).
+    audit_writer: Option<audit::AuditWriter>,
     /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
     /// a refused charge leaves the charges as they were, so its view is asked again and again).
     views: budgets::Views,
@@ -313,18 +329,38 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 impl Ledger {
     /// Open (creating if needed) the ledger at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let connect = || -> Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(conn)
+        };
+        let mut conn = connect()?;
         conn.execute_batch(SCHEMA)?;
-        let mut conn = conn;
         migrate::migrate(&mut conn)?;
-        Ok(Ledger {
+        let in_memory = path.as_os_str() == ":memory:";
+        let audit_writer = if in_memory {
+            None
+        } else {
+            Some(audit::AuditWriter::start(connect()?))
+        };
+        let ledger = Ledger {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            owner: owners::Owner::take(path)?,
+            audit_writer,
             views: budgets::Views::default(),
-        })
+        };
+        let refunds = ledger.refund_abandoned()?;
+        if !refunds.is_empty() {
+            tracing::warn!(
+                charges = refunds.len(),
+                "refunded the charges of a process that ended before storing their answers"
+            );
+        }
+        Ok(ledger)
     }
 
     pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -63,10 +63,17 @@ impl Ledger {
             "UPDATE releases SET body = ?2 WHERE id = ?1",
             params![id, body(id)],
         )?;
-        tx.execute(
-            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-            params![charge_id, serde_json::json!({ "release_id": id }).to_string()],
+        let stored = tx.execute(
+            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = ?1 AND refunded_at IS NULL",
+            params![
+                charge_id,
+                serde_json::json!({ "release_id": id }).to_string()
+            ],
         )?;
+        if stored == 0 {
+            return Err(LedgerError::Refunded(charge_id));
+        }
         tx.commit()?;
         Ok(id)
     }

@@ -171,7 +171,7 @@ fn budget_survives_reopening() {
     let (dir, ledger) = ledger();
     let (p, token) = ledger.add_principal("a", Role::Analyst, None).unwrap();
     ledger.set_budget(&p.id, "ds", 2.0, 0.0).unwrap();
-    ledger
+    let Charge::Charged { paid, .. } = ledger
         .charge(
             &p.id,
             "ds",
@@ -181,7 +181,12 @@ fn budget_survives_reopening() {
                 delta: 0.0,
             }),
         )
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("not charged")
+    };
+    // Stored, so released: it counts for good (an unstored one would be refunded at reopening).
+    ledger.store_answer(paid, "{}").unwrap();
     drop(ledger);
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     assert_eq!(ledger.authenticate(&token).unwrap().unwrap().id, p.id);
@@ -659,7 +664,7 @@ fn a_version_1_ledger_migrates_without_losing_a_charge() {
         .conn()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, migrate::SCHEMA_VERSION);
     let mut kinds = std::collections::BTreeMap::new();
     let mut new_count = 0;
     for (pid, eps_total, delta_total, eps_spent, delta_spent) in &old_budgets {
@@ -729,6 +734,7 @@ fn a_version_1_ledger_migrates_without_losing_a_charge() {
         missions: crate::testdata::missions(),
         max_upload_bytes: 0,
         max_concurrent_queries: 1,
+        memory_budget: crate::service::DEFAULT_MEMORY_BUDGET,
     };
     let service = crate::service::Service::new(config, ledger, None);
     crate::testdata::block_on(async {
@@ -784,10 +790,112 @@ fn migration_keeps_unaccounted_spending_and_refuses_a_newer_schema() {
     drop(ledger);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", migrate::SCHEMA_VERSION + 1)
+            .unwrap();
     }
     assert!(matches!(
         Ledger::open(&path),
-        Err(LedgerError::NewerSchema(3))
+        Err(LedgerError::NewerSchema(v)) if v == migrate::SCHEMA_VERSION + 1
     ));
+}
+
+// A charge whose answer its process never stored is refunded when the ledger is next opened,
+// once that process is gone; never while it lives, and a refunded charge takes no answer.
+#[test]
+fn pending_charges_of_a_dead_owner_are_refunded_at_open() {
+    let (dir, first) = ledger();
+    let path = dir.path().join("ledger.sqlite");
+    let (p, _) = first.add_principal("a", Role::Analyst, None).unwrap();
+    first.set_budget(&p.id, "ds", 1.0, 0.0).unwrap();
+    let charged = |l: &Ledger, hash: &str| match l.charge(&p.id, "ds", hash, pure(0.25)).unwrap() {
+        Charge::Charged { paid, .. } => paid,
+        other => panic!("{other:?}"),
+    };
+    let stored = charged(&first, "stored");
+    first.store_answer(stored, r#"{"answer":1}"#).unwrap();
+    let pending = charged(&first, "pending");
+
+    // The owner is alive: a second instance leaves its pending charge alone.
+    let second = Ledger::open(&path).unwrap();
+    let spent = |l: &Ledger| l.budget(&p.id, "ds").unwrap().unwrap().pure_epsilon_spent;
+    assert!((spent(&second) - 0.5).abs() < 1e-9);
+    assert!(second.refund_abandoned().unwrap().is_empty());
+    let unstored = charged(&second, "second's");
+    drop(second); // gone, with a charge pending
+
+    // The first instance is still alive; opening again refunds only the gone one's charge.
+    let third = Ledger::open(&path).unwrap();
+    assert!(
+        (spent(&third) - 0.5).abs() < 1e-9,
+        "the gone owner's 0.25 is back"
+    );
+    let records = third.charges(&p.id, "ds").unwrap();
+    let flags: Vec<(&str, bool, bool)> = records
+        .iter()
+        .map(|c| (c.query_hash.as_str(), c.released, c.refunded))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("stored", true, false),
+            ("pending", false, false),
+            ("second's", false, true)
+        ]
+    );
+    assert!(matches!(
+        third.store_answer(unstored, "{}"),
+        Err(LedgerError::Refunded(_))
+    ));
+    let audit = third.audit_entries().unwrap();
+    let refunds: Vec<_> = audit.iter().filter(|e| e.1 == "refund").collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].0.as_deref(), Some(p.id.as_str()));
+    assert_eq!(refunds[0].3, "refunded");
+
+    // The first owner dies with its charge pending: refunded too; the stored one stays.
+    drop(first);
+    let _unstored = pending;
+    assert_eq!(third.refund_abandoned().unwrap().len(), 1);
+    assert!((spent(&third) - 0.25).abs() < 1e-9);
+    // Only the living instance's lock file is left.
+    let locks = std::fs::read_dir(dir.path().join("ledger.sqlite.owners"))
+        .unwrap()
+        .count();
+    assert_eq!(locks, 1);
+}
+
+// Concurrent audit entries share group commits and every one is kept, in the order each
+// caller wrote its own.
+#[test]
+fn audit_entries_from_many_threads_are_all_committed() {
+    let (_dir, ledger) = ledger();
+    let ledger = Arc::new(ledger);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let ledger = ledger.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let detail = format!("{t} {i}");
+                    ledger
+                        .audit(None, "preview", &detail, None, "previewed")
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let entries = ledger.audit_entries().unwrap();
+    assert_eq!(entries.len(), 400);
+    for t in 0..8 {
+        let mine: Vec<usize> = entries
+            .iter()
+            .filter_map(|e| {
+                let (who, i) = e.2.split_once(' ')?;
+                (who == t.to_string()).then(|| i.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(mine, (0..50).collect::<Vec<_>>());
+    }
 }

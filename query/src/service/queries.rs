@@ -41,6 +41,26 @@ impl Service {
     /// hangs up) does not abort them: what it paid for is stored and asking again returns it.
     pub async fn ask(&self, principal: &Principal, spec: ValidatedSpec) -> Result<QueryResponse> {
         require(principal, QUERY_ROLES)?;
+        // Asked before: the stored answer from a plain read, its audit entry in the same hop,
+        // before any pricing or write lock.
+        let (pid, ds, hash) = (
+            principal.id.clone(),
+            self.config().dataset.clone(),
+            spec.hash(),
+        );
+        let detail = format!("{} {}", hash, spec.canonical_json());
+        let reused = self
+            .db(move |l| {
+                let reused = l.reused(&pid, &ds, &hash)?;
+                if reused.is_some() {
+                    l.audit(Some(&pid), "query", &detail, None, "reused")?;
+                }
+                Ok(reused)
+            })
+            .await?;
+        if let Some(ledger::Charge::Reused { answer, budget }) = reused {
+            return reply_stored(&answer, &self.config().dataset, &budget);
+        }
         let plan = price(&spec).await?;
         let service = self.clone();
         let principal = principal.clone();
@@ -62,19 +82,7 @@ impl Service {
             .pay(&principal, "query", &hash, plan.loss, &detail)
             .await?
         {
-            Paying::Reused { answer, budget } => {
-                let stored: Stored =
-                    serde_json::from_str(&answer).map_err(EngineError::internal)?;
-                let body = AnswerBody::Stored(StoredAnswer::from_ledger(stored.answer));
-                return Ok(respond(
-                    stored.query_hash,
-                    stored.query,
-                    body,
-                    Cost::ZERO,
-                    &dataset,
-                    &budget,
-                ));
-            }
+            Paying::Reused { answer, budget } => return reply_stored(&answer, &dataset, &budget),
             Paying::Charged { paid, budget } => (paid, budget),
         };
 
@@ -120,7 +128,7 @@ impl Service {
             other => EngineError::internal(other),
         };
         if !spec.auto_bound() {
-            let aggregates = plan::aggregate(paid, &config.data, &config.missions, spec).await?;
+            let aggregates = plan::aggregate(paid, self.data(), &config.missions, spec).await?;
             let (spec, plan) = (spec.clone(), plan.clone());
             return tokio::task::spawn_blocking(move || answer::release(&spec, &aggregates, &plan))
                 .await
@@ -129,14 +137,14 @@ impl Service {
         }
         let most = spec::MAX_CONTRIBUTION_BOUND;
         let counts =
-            plan::records_per_person(paid, &config.data, &config.missions, spec, most).await?;
+            plan::records_per_person(paid, self.data(), &config.missions, spec, most).await?;
         let (s, p, missions) = (spec.clone(), plan.clone(), config.missions.clone());
         let (bounded, priced, chosen) =
             tokio::task::spawn_blocking(move || answer::choose_bound(&s, &p, &counts, &missions))
                 .await
                 .map_err(EngineError::internal)?
                 .map_err(released)?;
-        let aggregates = plan::aggregate(paid, &config.data, &config.missions, &bounded).await?;
+        let aggregates = plan::aggregate(paid, self.data(), &config.missions, &bounded).await?;
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || {
             answer::release(&bounded, &aggregates, &priced)
@@ -219,6 +227,20 @@ async fn price(spec: &ValidatedSpec) -> Result<CostPlan> {
         .await
         .map_err(EngineError::internal)?
         .map_err(EngineError::from)
+}
+
+/// The reply to a question asked before: its stored answer, nothing charged.
+fn reply_stored(answer: &str, dataset: &str, budget: &ledger::Budget) -> Result<QueryResponse> {
+    let stored: Stored = serde_json::from_str(answer).map_err(EngineError::internal)?;
+    let body = AnswerBody::Stored(StoredAnswer::from_ledger(stored.answer));
+    Ok(respond(
+        stored.query_hash,
+        stored.query,
+        body,
+        Cost::ZERO,
+        dataset,
+        budget,
+    ))
 }
 
 fn respond(
