@@ -57,4 +57,16 @@ if [ -z "$DATA" ]; then
   DATA="$WORK/ds"
 fi
 [ -f "$DATA/manifest.json" ] || { echo "bench: $DATA has no manifest.json" >&2; exit 1; }
-"$VENV/bin/python" bench/opendp_polars.py --data "$DATA" "$@"
+OUT="$(mktemp)"
+"$VENV/bin/python" bench/opendp_polars.py --data "$DATA" "$@" | tee "$OUT"
+# The same count (distinct persons per mission-year, k = 1, epsilon 1, public keys) through the
+# ctstats engine, in the same script: ledger charge, bounding, OpenDP noise, stored answer.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctstats/target}"
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --example query_bench
+"$CARGO_TARGET_DIR/release/examples/query_bench" --data "$DATA" --runs 5 --engine-only true \
+  | tee -a "$OUT"
+opendp_ms="$(sed -n 's/^opendp_count_ms=//p' "$OUT")"
+ctstats_ms="$(sed -n 's/^ctstats_dp_ms=//p' "$OUT")"
+rm -f "$OUT"
+python3 -c "import sys; o, c = map(float, sys.argv[1:]); print(f'ratio OpenDP Polars / ctstats per DP count query: {o / c:.1f}x ({o:.1f} ms / {c:.1f} ms)')" \
+  "$opendp_ms" "$ctstats_ms"

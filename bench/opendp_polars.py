@@ -304,6 +304,8 @@ def main() -> None:
     print(f"  noise: {noise_line(m_sum)}; raw {total}, exact truncated {exact_sum}, DP {dp_total}")
     print(f"ratio count DP/raw: execute {run_c / raw_c:.1f}x, total {(cal_c + run_c) / raw_c:.1f}x")
     print(f"ratio sum DP/raw: execute {run_s / raw_s:.1f}x, total {(cal_s + run_s) / raw_s:.1f}x")
+    # For bench/opendp.sh: the whole DP count (calibrate + execute), one key=value line.
+    print(f"opendp_count_ms={cal_c + run_c:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -1,16 +1,20 @@
 //! Query benchmark, run by `bench/query.sh` on an ingested dataset. In one process it times:
 //!
-//! 1. the raw aggregation a user would write in DataFusion SQL over the same Parquet files
-//!    (distinct persons per mission and registration year, no privacy), the baseline;
+//! 1. baselines in raw DataFusion SQL, no privacy: the aggregation a user would write
+//!    (distinct persons per mission and registration year) over the same Parquet files, over
+//!    the same rows loaded into memory (a `MemTable`, as read), and the same per-person
+//!    bounding ctstats does (`ROW_NUMBER() ... <= 1`) over the files: the honest no-DP floor;
 //! 2. the same question through the ctstats engine in-process (`Service::ask`): pricing, the
 //!    ledger charge, planning with per-person truncation over the full public domain, OpenDP
-//!    noise and storing the answer (each run asks at another epsilon, so none is re-served);
+//!    noise and storing the answer (each run asks at another epsilon, so none is re-served),
+//!    over the in-memory snapshot and, with a memory budget of 0, over the Parquet files;
 //! 3. the HTTP service on loopback with `--clients` concurrent keep-alive clients: fresh queries
 //!    (each one distinct, so each is planned, charged, computed and stored) and re-served ones
 //!    (asked before, answered from the ledger at no cost).
 //!
-//! Prints medians and p50/p99 and the ratios against the baseline. Usage:
+//! Prints medians and p50/p99 and the ratios against the baselines. Usage:
 //!   query_bench --data DIR [--runs 10] [--clients 64] [--fresh 128] [--reserved 20000]
+//!               [--engine-only true]   (steps 1 and 2 only, for `bench/opendp.sh`)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +38,7 @@ struct Args {
     clients: usize,
     fresh: usize,
     reserved: usize,
+    engine_only: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -43,6 +48,7 @@ fn args() -> anyhow::Result<Args> {
         clients: 64,
         fresh: 128,
         reserved: 20_000,
+        engine_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +59,7 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => a.clients = value.parse()?,
             "--fresh" => a.fresh = value.parse()?,
             "--reserved" => a.reserved = value.parse()?,
+            "--engine-only" => a.engine_only = value.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -72,6 +79,22 @@ const RAW_SQL: &str = "SELECT reporting_mission, to_char(registration_month, '%Y
      WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01' \
      GROUP BY 1, 2";
 
+/// The same question with the bounding ctstats applies (each person's first record in record
+/// key order), no noise and no public domain: what any correct DP engine must at least do.
+const BOUNDED_SQL: &str = "WITH kept AS (SELECT reporting_mission, registration_month, \
+     ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) AS r FROM records \
+     WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01') \
+     SELECT reporting_mission, to_char(registration_month, '%Y') AS year, count(*) AS persons \
+     FROM kept WHERE r <= 1 GROUP BY 1, 2";
+
+/// The same bounding as a lag over the global order (kept when the record `k` places back is
+/// another person's): exact for any `k`, one sort instead of a sort per partition.
+const LAG_SQL: &str = "WITH kept AS (SELECT reporting_mission, registration_month, person_key, \
+     LAG(person_key, 1) OVER (ORDER BY person_key, record_key) AS back FROM records \
+     WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01') \
+     SELECT reporting_mission, to_char(registration_month, '%Y') AS year, count(*) AS persons \
+     FROM kept WHERE back IS DISTINCT FROM person_key GROUP BY 1, 2";
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -86,7 +109,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn raw(root: &Path) -> anyhow::Result<usize> {
+/// A session over the live Parquet files, or over the same rows loaded into memory as read.
+async fn raw_session(root: &Path, in_memory: bool) -> anyhow::Result<SessionContext> {
     let manifest = Manifest::read(root)?;
     let paths: Vec<String> = manifest
         .live_files()
@@ -96,8 +120,19 @@ async fn raw(root: &Path) -> anyhow::Result<usize> {
     let schema = ctstats_schemas::arrow_schema();
     let options = ParquetReadOptions::default().schema(&schema);
     let table = ctx.read_parquet(paths, options).await?;
-    ctx.register_table("records", table.into_view())?;
-    let batches = ctx.sql(RAW_SQL).await?.collect().await?;
+    if in_memory {
+        let batches = table.collect().await?;
+        let partitions = batches.into_iter().map(|b| vec![b]).collect();
+        let mem = datafusion::datasource::MemTable::try_new(schema, partitions)?;
+        ctx.register_table("records", Arc::new(mem))?;
+    } else {
+        ctx.register_table("records", table.into_view())?;
+    }
+    Ok(ctx)
+}
+
+async fn raw(ctx: &SessionContext, sql: &str) -> anyhow::Result<usize> {
+    let batches = ctx.sql(sql).await?.collect().await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
@@ -116,6 +151,7 @@ fn config(root: &Path, missions: &[String]) -> ServiceConfig {
         missions: missions.to_vec(),
         max_upload_bytes: 1 << 20,
         max_concurrent_queries: ServiceConfig::default_concurrent_queries(),
+        memory_budget: ctstats_query::service::DEFAULT_MEMORY_BUDGET,
     }
 }
 
@@ -221,36 +257,111 @@ async fn run(args: Args) -> anyhow::Result<()> {
         manifest.live_files().count()
     );
 
-    // The engine over the same files, with its own ledger.
+    // The engine over the same files, with its own ledger: from the snapshot, and from files.
     let engine_dir = tempfile::tempdir()?;
     let engine_ledger = Ledger::open(&engine_dir.path().join("engine.ledger.sqlite"))?;
     let (who, _) = engine_ledger.add_principal("bench", Role::Researcher, None)?;
     engine_ledger.set_budget(&who.id, "bench", 1e6, 0.0)?;
     let engine = Service::new(config(&root, &missions), engine_ledger, None);
+    let t = Instant::now();
+    let snapshot = engine
+        .data()
+        .prepare()
+        .await?
+        .context("the dataset does not fit the snapshot's memory budget")?;
+    println!(
+        "snapshot: {} rows, {} persons, {:.1} MiB ({:.0} bytes a row), loaded in {:.0} ms",
+        snapshot.rows,
+        snapshot.persons,
+        snapshot.bytes as f64 / (1 << 20) as f64,
+        snapshot.bytes as f64 / snapshot.rows.max(1) as f64,
+        ms(t.elapsed())
+    );
+    let files_ledger = Ledger::open(&engine_dir.path().join("files.ledger.sqlite"))?;
+    let (files_who, _) = files_ledger.add_principal("bench", Role::Researcher, None)?;
+    files_ledger.set_budget(&files_who.id, "bench", 1e6, 0.0)?;
+    let from_files = ServiceConfig {
+        memory_budget: 0,
+        ..config(&root, &missions)
+    };
+    let files_engine = Service::new(from_files, files_ledger, None);
 
-    // Warm the page cache and both paths once, then time `runs` of each, interleaved.
-    raw(&root).await?;
-    private(&engine, &who, 1.0).await?;
-    let (mut raw_times, mut dp_times) = (Vec::new(), Vec::new());
-    for run in 0..args.runs {
+    // Warm the page cache and every path once, then time `runs` of each, interleaved.
+    let on_files = raw_session(&root, false).await?;
+    let in_memory = raw_session(&root, true).await?;
+    let names = [
+        "raw DataFusion SQL, count distinct per mission-year, Parquet files",
+        "raw DataFusion SQL, count distinct per mission-year, rows in memory",
+        "raw DataFusion SQL, same per-person bounding (ROW_NUMBER <= 1), Parquet files",
+        "raw DataFusion SQL, same bounding as LAG over the global order, Parquet files",
+        "ctstats DP query, in-memory snapshot (truncate, public domain, noise, ledger)",
+        "ctstats DP query, Parquet files (memory budget 0)",
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for run in 0..=args.runs {
+        let epsilon = 1.0 + run as f64 * 1e-6;
+        let mut timed = Vec::new();
         let t = Instant::now();
-        let groups = raw(&root).await?;
-        raw_times.push(t.elapsed());
+        let groups = raw(&on_files, RAW_SQL).await?;
+        timed.push(t.elapsed());
         let t = Instant::now();
-        let cells = private(&engine, &who, 1.0 + (run + 1) as f64 * 1e-6).await?;
-        dp_times.push(t.elapsed());
+        let in_memory_groups = raw(&in_memory, RAW_SQL).await?;
+        timed.push(t.elapsed());
+        let t = Instant::now();
+        let bounded_groups = raw(&on_files, BOUNDED_SQL).await?;
+        timed.push(t.elapsed());
+        let t = Instant::now();
+        let lag_groups = raw(&on_files, LAG_SQL).await?;
+        timed.push(t.elapsed());
+        let t = Instant::now();
+        let cells = private(&engine, &who, epsilon).await?;
+        timed.push(t.elapsed());
+        let t = Instant::now();
+        let file_cells = private(&files_engine, &files_who, epsilon).await?;
+        timed.push(t.elapsed());
         anyhow::ensure!(
-            groups > 0 && cells == 7 * 7,
+            groups > 0
+                && in_memory_groups == groups
+                && bounded_groups == groups
+                && lag_groups == groups
+                && cells == 7 * 7
+                && file_cells == cells,
             "{groups} groups, {cells} cells"
         );
+        // The first round warms up.
+        if run > 0 {
+            for (all, t) in times.iter_mut().zip(timed) {
+                all.push(t);
+            }
+        }
     }
-    let (raw_ms, dp_ms) = (ms(median(raw_times)), ms(median(dp_times)));
+    let medians: Vec<f64> = times.into_iter().map(|t| ms(median(t))).collect();
+    for (name, m) in names.iter().zip(&medians) {
+        println!("{name}: median {m:.1} ms over {} runs", args.runs);
+    }
+    let dp = medians[4];
     println!(
-        "raw DataFusion SQL (count distinct per mission-year): median {raw_ms:.1} ms over {} runs",
-        args.runs
+        "ratio DP (snapshot) / raw on files: {:.2}x",
+        dp / medians[0]
     );
-    println!("ctstats DP query (truncate, group over public domain, noise): median {dp_ms:.1} ms");
-    println!("ratio DP / raw: {:.2}x", dp_ms / raw_ms);
+    println!(
+        "ratio DP (snapshot) / raw in memory: {:.2}x",
+        dp / medians[1]
+    );
+    println!(
+        "ratio DP (snapshot) / raw bounded on files: {:.2}x",
+        dp / medians[2]
+    );
+    println!(
+        "ratio DP (files) / raw on files: {:.2}x",
+        medians[5] / medians[0]
+    );
+    println!("ratio DP (files) / DP (snapshot): {:.2}x", medians[5] / dp);
+    // For scripts: the DP query's median, one `key=value` line.
+    println!("ctstats_dp_ms={dp:.3}");
+    if args.engine_only {
+        return Ok(());
+    }
 
     // The service on loopback.
     let dir = tempfile::tempdir()?;
