@@ -104,7 +104,7 @@ pub struct ServeArgs {
     /// Queries aggregating at once; the rest queue in arrival order. Default: one per core.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_queries: Option<u16>,
-    /// Memory for the in-memory snapshot of the dataset, in MiB (about 110 bytes a record);
+    /// Memory for the in-memory snapshot of the dataset, in MiB (about 190 bytes a record);
     /// a larger dataset, or 0, is read from its Parquet files by every query.
     #[arg(long, default_value_t = DEFAULT_MEMORY_BUDGET >> 20)]
     pub memory_budget_mib: u64,

@@ -55,7 +55,7 @@ impl ServiceConfig {
     }
 }
 
-/// The snapshot's memory budget when none is configured: 4 GiB (about 35M records).
+/// The snapshot's memory budget when none is configured: 4 GiB (about 20M records).
 pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 
 /// Upload size limit when none is configured: 256 MiB.
