@@ -61,11 +61,8 @@ const UNREAD: &[&str] = &[
 /// The records of one manifest generation, in memory, sorted by person and record key.
 #[derive(Debug)]
 pub struct Snapshot {
-    generation: u64,
     table: Arc<MemTable>,
-    rows: usize,
-    persons: usize,
-    bytes: usize,
+    info: SnapshotInfo,
 }
 
 /// What a loaded snapshot holds, for logs and benchmarks.
@@ -76,17 +73,6 @@ pub struct SnapshotInfo {
     pub persons: usize,
     /// Memory held by the snapshot's arrays.
     pub bytes: usize,
-}
-
-impl Snapshot {
-    fn info(&self) -> SnapshotInfo {
-        SnapshotInfo {
-            generation: self.generation,
-            rows: self.rows,
-            persons: self.persons,
-            bytes: self.bytes,
-        }
-    }
 }
 
 /// A session with the records of one generation registered as `records`.
@@ -137,13 +123,9 @@ impl Data {
         &self.inner.root
     }
 
-    pub fn memory_budget(&self) -> u64 {
-        self.inner.memory_budget
-    }
-
     /// The snapshot in memory now, if any.
     pub fn snapshot_info(&self) -> Option<SnapshotInfo> {
-        lock(&self.inner.current).as_ref().map(|s| s.info())
+        lock(&self.inner.current).as_ref().map(|s| s.info)
     }
 
     /// Load the snapshot of the current generation if it fits the budget and is not loaded yet
@@ -187,23 +169,24 @@ impl Data {
                 Err(e) => return Err(e),
             }
         };
-        if snapshot.bytes as u64 > self.inner.memory_budget {
+        let info = snapshot.info;
+        if info.bytes as u64 > self.inner.memory_budget {
             tracing::info!(
-                generation = snapshot.generation,
-                rows = snapshot.rows,
-                bytes = snapshot.bytes,
+                generation = info.generation,
+                rows = info.rows,
+                bytes = info.bytes,
                 budget = self.inner.memory_budget,
                 "the snapshot is larger than the memory budget; reading the files"
             );
-            *lock(&self.inner.too_large) = Some(snapshot.generation);
+            *lock(&self.inner.too_large) = Some(info.generation);
             let manifest = Manifest::read(self.root())?;
             return self.files_session(&manifest, prune).await;
         }
         tracing::info!(
-            generation = snapshot.generation,
-            rows = snapshot.rows,
-            persons = snapshot.persons,
-            bytes = snapshot.bytes,
+            generation = info.generation,
+            rows = info.rows,
+            persons = info.persons,
+            bytes = info.bytes,
             "snapshot loaded"
         );
         let snapshot = Arc::new(snapshot);
@@ -214,7 +197,7 @@ impl Data {
     fn loaded(&self, generation: u64) -> Option<Arc<Snapshot>> {
         lock(&self.inner.current)
             .as_ref()
-            .filter(|s| s.generation == generation)
+            .filter(|s| s.info.generation == generation)
             .cloned()
     }
 
@@ -250,7 +233,7 @@ fn snapshot_session(snapshot: &Snapshot) -> Result<Session, DataFusionError> {
     let ctx = SessionContext::new_with_config(config);
     ctx.register_table(TABLE, snapshot.table.clone())?;
     Ok(Session {
-        generation: snapshot.generation,
+        generation: snapshot.info.generation,
         ctx,
         in_memory: true,
     })
@@ -394,11 +377,13 @@ async fn load(root: &Path, manifest: &Manifest) -> Result<Snapshot> {
     ]];
     let table = MemTable::try_new(schema, vec![batches])?.with_sort_order(order);
     Ok(Snapshot {
-        generation: manifest.generation,
         table: Arc::new(table),
-        rows,
-        persons: (person_rank + 1) as usize,
-        bytes,
+        info: SnapshotInfo {
+            generation: manifest.generation,
+            rows,
+            persons: (person_rank + 1) as usize,
+            bytes,
+        },
     })
 }
 
