@@ -7,9 +7,10 @@
 //! Loaded once per generation (at start-up with [`Data::prepare`], and again by the first query
 //! that finds the manifest at a newer generation), from exactly the files that manifest lists:
 //!
-//! - the rows sorted by (`person_key`, `record_key`), and that order declared to DataFusion, so
-//!   the per-person bounding (`ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key)`)
-//!   is one pass over the rows, with no sort per query;
+//! - the rows sorted by (`person_key`, `record_key`), so the per-person bounding is one pass
+//!   over the rows with no sort per query (the kernel of [`crate::plan`] counts each person's
+//!   records as it goes; the order is also declared to DataFusion, so its statements over the
+//!   snapshot do not sort either);
 //! - `person_key` and `record_key` replaced by their ranks in that order (`Int64`): the dense
 //!   rank of the person's key, and the row's position. Ranks compare as the keys do, so every
 //!   statement keeps its meaning, and grouping or counting distinct persons hashes 8 bytes, not
@@ -19,7 +20,7 @@
 //! - the columns no statement reads (batch ids, ingest times, schema version, organisation)
 //!   left out.
 //!
-//! A query takes the snapshot (an `Arc`) once and runs every statement against it, so it sees
+//! A query takes the snapshot (an `Arc`) once and runs everything against it, so it sees
 //! one generation from start to end; swapping in a new generation replaces the `Arc` and the old
 //! one is freed when its last query ends. Loads are one at a time; queries arriving during a
 //! load wait for it rather than load the same files twice.
@@ -62,7 +63,19 @@ const UNREAD: &[&str] = &[
 #[derive(Debug)]
 pub struct Snapshot {
     table: Arc<MemTable>,
+    /// The same batches as `table`, for the aggregation kernel of [`crate::plan`].
+    batches: Vec<RecordBatch>,
     info: SnapshotInfo,
+}
+
+impl Snapshot {
+    pub(crate) fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    pub(crate) fn info(&self) -> SnapshotInfo {
+        self.info
+    }
 }
 
 /// What a loaded snapshot holds, for logs and benchmarks.
@@ -75,12 +88,17 @@ pub struct SnapshotInfo {
     pub bytes: usize,
 }
 
+/// The records of one generation: the snapshot, or (when it does not fit) a session over the
+/// Parquet files.
+pub(crate) enum Source {
+    Snapshot(Arc<Snapshot>),
+    Files(Session),
+}
+
 /// A session with the records of one generation registered as `records`.
 pub(crate) struct Session {
     pub generation: u64,
     pub ctx: SessionContext,
-    /// Whether `records` is the in-memory snapshot (else the Parquet files).
-    pub in_memory: bool,
 }
 
 /// The dataset at a root, with its snapshot. Cheap to clone: clones share the snapshot.
@@ -131,28 +149,39 @@ impl Data {
     /// Load the snapshot of the current generation if it fits the budget and is not loaded yet
     /// (the service calls it at start-up, so the first query does not wait for it).
     pub async fn prepare(&self) -> Result<Option<SnapshotInfo>> {
-        let session = self.session(&|_| true).await?;
-        Ok(session.in_memory.then(|| self.snapshot_info()).flatten())
+        Ok(match self.acquire(&|_| true).await? {
+            Source::Snapshot(snapshot) => Some(snapshot.info),
+            Source::Files(_) => None,
+        })
     }
 
-    /// A session over the current generation: the snapshot (loading it first if the manifest
-    /// moved on), or the live files that `prune` keeps when the snapshot does not fit.
+    /// A session over the current generation: over the snapshot (see [`Data::acquire`]), or over
+    /// the live files that `prune` keeps.
     pub(crate) async fn session(&self, prune: &(dyn Fn(&str) -> bool + Sync)) -> Result<Session> {
+        match self.acquire(prune).await? {
+            Source::Snapshot(snapshot) => Ok(snapshot_session(&snapshot)?),
+            Source::Files(session) => Ok(session),
+        }
+    }
+
+    /// The current generation: its snapshot (loading it first if the manifest moved on), or a
+    /// session over the live files that `prune` keeps when the snapshot does not fit.
+    pub(crate) async fn acquire(&self, prune: &(dyn Fn(&str) -> bool + Sync)) -> Result<Source> {
         let manifest = Manifest::read(self.root())?;
         if let Some(snapshot) = self.loaded(manifest.generation) {
-            return Ok(snapshot_session(&snapshot)?);
+            return Ok(Source::Snapshot(snapshot));
         }
         if !self.may_fit(&manifest) {
-            return self.files_session(&manifest, prune).await;
+            return Ok(Source::Files(self.files_session(&manifest, prune).await?));
         }
         let _turn = self.inner.loading.lock().await;
         // Another query may have loaded it, or a commit moved the manifest on, while we waited.
         let manifest = Manifest::read(self.root())?;
         if let Some(snapshot) = self.loaded(manifest.generation) {
-            return Ok(snapshot_session(&snapshot)?);
+            return Ok(Source::Snapshot(snapshot));
         }
         if !self.may_fit(&manifest) {
-            return self.files_session(&manifest, prune).await;
+            return Ok(Source::Files(self.files_session(&manifest, prune).await?));
         }
         let mut attempt = 0;
         let snapshot = loop {
@@ -180,7 +209,7 @@ impl Data {
             );
             *lock(&self.inner.too_large) = Some(info.generation);
             let manifest = Manifest::read(self.root())?;
-            return self.files_session(&manifest, prune).await;
+            return Ok(Source::Files(self.files_session(&manifest, prune).await?));
         }
         tracing::info!(
             generation = info.generation,
@@ -191,7 +220,7 @@ impl Data {
         );
         let snapshot = Arc::new(snapshot);
         *lock(&self.inner.current) = Some(snapshot.clone());
-        Ok(snapshot_session(&snapshot)?)
+        Ok(Source::Snapshot(snapshot))
     }
 
     fn loaded(&self, generation: u64) -> Option<Arc<Snapshot>> {
@@ -217,7 +246,6 @@ impl Data {
         Ok(Session {
             generation: manifest.generation,
             ctx: register(self.root(), manifest, prune).await?,
-            in_memory: false,
         })
     }
 }
@@ -235,7 +263,6 @@ fn snapshot_session(snapshot: &Snapshot) -> Result<Session, DataFusionError> {
     Ok(Session {
         generation: snapshot.info.generation,
         ctx,
-        in_memory: true,
     })
 }
 
@@ -375,9 +402,10 @@ async fn load(root: &Path, manifest: &Manifest) -> Result<Snapshot> {
         SortExpr::new(col("person_key"), true, false),
         SortExpr::new(col("record_key"), true, false),
     ]];
-    let table = MemTable::try_new(schema, vec![batches])?.with_sort_order(order);
+    let table = MemTable::try_new(schema, vec![batches.clone()])?.with_sort_order(order);
     Ok(Snapshot {
         table: Arc::new(table),
+        batches,
         info: SnapshotInfo {
             generation: manifest.generation,
             rows,

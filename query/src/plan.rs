@@ -1,30 +1,35 @@
-//! Planning in DataFusion: from a validated spec to the exact integer aggregates the DP layer
-//! noises, with the contribution bounds that set the noise scale.
+//! Planning: from a validated spec to the exact integer aggregates the DP layer noises, with
+//! the contribution bounds that set the noise scale.
 //!
-//! Every row operation runs in DataFusion (one SQL statement, built from the validated spec);
-//! Rust only touches the aggregated groups. The statement, in order:
+//! Every row operation runs in one of two engines, which compute the same thing: over the
+//! in-memory snapshot ([`crate::data`]), a typed kernel (`plan/kernel.rs`) makes one pass over
+//! the rows in their stored (person, record) order; over the Parquet files (a dataset larger
+//! than the memory budget), one DataFusion SQL statement built from the validated spec does
+//! the same steps. `the_kernel_equals_the_sql_on_the_files` checks that they agree on random
+//! datasets. Rust outside the engines only touches the aggregated groups. The steps, in order:
 //!
-//! 1. scans the live records of the manifest's current generation (so a batch committed a
-//!    moment ago is seen and a file no manifest lists never is): the in-memory snapshot of that
-//!    generation, sorted by person and record key ([`crate::data`]), or, when it does not fit
-//!    in memory, the Parquet files, skipping those whose partition directories (`mission=`,
-//!    `year=` of registration) cannot match;
-//! 2. keeps registrations within the period, derives the dimension keys (a null, or a stored
+//! 1. scan the live records of the manifest's current generation (so a batch committed a
+//!    moment ago is seen and a file no manifest lists never is): the snapshot of that
+//!    generation, or the Parquet files, skipping those whose partition directories
+//!    (`mission=`, `year=` of registration) cannot match;
+//! 2. keep registrations within the period, derive the dimension keys (a null, or a stored
 //!    value outside the public domain, becomes `unknown`) and the numeric value;
-//! 3. applies the filters, and for value measures drops records whose value is null (not
+//! 3. apply the filters, and for value measures drop records whose value is null (not
 //!    recorded, or a case still open for `months_to_closure`);
-//! 4. keeps at most `contribution_bound` records per person:
-//!    `ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) <= k`. Over the snapshot,
-//!    whose declared order is that of the window, this is one pass with a counter that restarts
-//!    at each person (no sort; `snapshot_queries_do_not_sort` checks the plan); over the files
-//!    it sorts the period's rows;
-//! 5. for `exploitation_type`, keeps the first `list_items_bound` distinct types of each record
-//!    in sorted order (an empty or null list is the one type `unknown`) and explodes the record
+//! 4. keep at most `contribution_bound` records per person, the first `k` in record-key
+//!    order. The kernel reads the snapshot's rows sorted by (person, record key), so this is a
+//!    counter that restarts at each person: linear, no sort per query. The SQL says
+//!    `ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) <= k` and sorts the
+//!    period's rows (over the snapshot, whose declared order is the window's, DataFusion skips
+//!    that sort: `snapshot_queries_do_not_sort`, for the kernel's fallback and the release
+//!    statements);
+//! 5. for `exploitation_type`, keep the first `list_items_bound` distinct types of each record
+//!    in sorted order (an empty or null list is the one type `unknown`) and explode the record
 //!    into one row per type;
-//! 6. clamps the value to the bounds, puts it in its bin, and groups.
+//! 6. clamp the value to the bounds, put it in its bin, and group.
 //!
 //! Architecture invariant: which records of a person are kept depends only on that person's own
-//! records. The window is partitioned by `person_key`, ordered by `record_key` (a keyed
+//! records. The counter (or window) is per `person_key`, ordered by `record_key` (a keyed
 //! pseudonym of the record, so the order is fixed by the record itself), and everything before
 //! it (period, filters, null values) is a function of one row. Adding or removing all records
 //! of one person therefore leaves every other person's kept rows unchanged, which is what makes
@@ -57,7 +62,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use ctstats_schemas::manifest::{Manifest, ManifestError};
 use datafusion::error::DataFusionError;
 
-use crate::data::{ATTEMPTS, Data, TABLE};
+use crate::data::{ATTEMPTS, Data, Snapshot, Source, TABLE};
 
 use crate::ledger::Paid;
 use crate::spec::{
@@ -143,11 +148,32 @@ pub async fn aggregate(
     spec: &ValidatedSpec,
 ) -> Result<Aggregates> {
     spec.check_missions(missions)?;
-    let sql = statement(spec, missions);
     let prune = |path: &str| partition_may_match(path, spec, missions);
+    if let Source::Snapshot(snapshot) = data.acquire(&prune).await? {
+        let generation = snapshot.info().generation;
+        let run = on_snapshot(snapshot, spec, missions, kernel::aggregate);
+        if let Some(groups) = run.await? {
+            return Ok(assemble(spec, missions, generation, groups));
+        }
+    }
+    let sql = statement(spec, missions);
     let (generation, mut results) = run_on(data, &prune, std::slice::from_ref(&sql)).await?;
     let groups = read_groups(spec, &results.pop().unwrap_or_default())?;
     Ok(assemble(spec, missions, generation, groups))
+}
+
+/// Run a kernel over the snapshot on a blocking thread (it is a pass over every row). `None`
+/// when the kernel cannot run the spec.
+async fn on_snapshot<T: Send + 'static>(
+    snapshot: std::sync::Arc<Snapshot>,
+    spec: &ValidatedSpec,
+    missions: &[String],
+    kernel: impl FnOnce(&[RecordBatch], &ValidatedSpec, &[String]) -> Option<T> + Send + 'static,
+) -> Result<Option<T>> {
+    let (spec, missions) = (spec.clone(), missions.to_vec());
+    tokio::task::spawn_blocking(move || kernel(snapshot.batches(), &spec, &missions))
+        .await
+        .map_err(|e| PlanError::Internal(format!("the aggregation kernel failed: {e}")))
 }
 
 /// Run `statements` (each over the `records` table: the snapshot, or the live files registered
@@ -160,15 +186,17 @@ pub(crate) async fn run_statements(
     period: Period,
     statements: &[String],
 ) -> Result<(u64, Vec<Vec<RecordBatch>>)> {
-    let keep = |path: &str| {
-        path.split('/').all(|segment| {
-            segment.strip_prefix("year=").is_none_or(|year| {
-                year.parse::<i32>()
-                    .map_or(true, |y| (period.from.year..=period.to.year).contains(&y))
-            })
+    run_on(data, &|path| in_period(path, period), statements).await
+}
+
+/// Whether a file may hold registrations of `period`, judged from its `year=` directory.
+fn in_period(path: &str, period: Period) -> bool {
+    path.split('/').all(|segment| {
+        segment.strip_prefix("year=").is_none_or(|year| {
+            year.parse::<i32>()
+                .map_or(true, |y| (period.from.year..=period.to.year).contains(&y))
         })
-    };
-    run_on(data, &keep, statements).await
+    })
 }
 
 /// Run `statements` in one session (one generation), retrying when a commit replaced a file
@@ -237,20 +265,9 @@ fn partition_may_match(path: &str, spec: &ValidatedSpec, missions: &[String]) ->
 /// filters, with the derived dimension columns, the value `v` and the exploitation types `et`.
 fn records_ctes(spec: &ValidatedSpec, missions: &[String]) -> String {
     let period = spec.period();
-    let uses_list = spec.group_by().contains(&Dimension::ExploitationType)
-        || spec.filter(Dimension::ExploitationType).is_some();
+    let uses_list = uses_types(spec);
     let value = spec.column().map(value_expr);
-
-    // Scalar dimensions derived in the scan: grouped or filtered, each once.
-    let mut scalar: Vec<Dimension> = spec
-        .group_by()
-        .iter()
-        .copied()
-        .chain(spec.filters().iter().map(|(d, _)| *d))
-        .filter(|d| *d != Dimension::ExploitationType)
-        .collect();
-    scalar.sort_by_key(|d| d.rank());
-    scalar.dedup();
+    let scalar = scalar_dimensions(spec);
 
     let mut base = vec!["person_key".to_string(), "record_key".to_string()];
     for d in &scalar {
@@ -296,6 +313,27 @@ fn records_ctes(spec: &ValidatedSpec, missions: &[String]) -> String {
     )
 }
 
+/// The scalar dimensions derived in the scan (grouped or filtered, each once, in canonical
+/// order): all but `exploitation_type`, which is a list.
+fn scalar_dimensions(spec: &ValidatedSpec) -> Vec<Dimension> {
+    let mut scalar: Vec<Dimension> = spec
+        .group_by()
+        .iter()
+        .copied()
+        .chain(spec.filters().iter().map(|(d, _)| *d))
+        .filter(|d| *d != Dimension::ExploitationType)
+        .collect();
+    scalar.sort_by_key(|d| d.rank());
+    scalar.dedup();
+    scalar
+}
+
+/// Whether the query reads the exploitation types (grouped or filtered by them).
+fn uses_types(spec: &ValidatedSpec) -> bool {
+    spec.group_by().contains(&Dimension::ExploitationType)
+        || spec.filter(Dimension::ExploitationType).is_some()
+}
+
 /// Persons by their number of records among the query's (period and filters), the last count
 /// standing for "this many or more": `counts[c - 1]` persons have `c` records.
 pub async fn records_per_person(
@@ -306,12 +344,21 @@ pub async fn records_per_person(
     most: u32,
 ) -> Result<Vec<i64>> {
     spec.check_missions(missions)?;
+    let period = spec.period();
+    if let Source::Snapshot(snapshot) = data.acquire(&|path| in_period(path, period)).await? {
+        let run = on_snapshot(snapshot, spec, missions, move |batches, spec, missions| {
+            kernel::records_per_person(batches, spec, missions, most)
+        });
+        if let Some(counts) = run.await? {
+            return Ok(counts);
+        }
+    }
     let sql = format!(
         "WITH {ctes}, per AS (SELECT LEAST(COUNT(*), {most}) AS c FROM filtered GROUP BY person_key) \
          SELECT CAST(c AS BIGINT) AS c, COUNT(*) AS n FROM per GROUP BY c",
         ctes = records_ctes(spec, missions),
     );
-    let (_, mut results) = run_statements(paid, data, spec.period(), &[sql]).await?;
+    let (_, mut results) = run_statements(paid, data, period, &[sql]).await?;
     let mut counts = vec![0i64; most as usize];
     for batch in results.pop().unwrap_or_default() {
         let c = int64(&batch, "c")?;
@@ -688,5 +735,6 @@ fn cartesian(domains: &[Vec<String>]) -> Vec<Vec<String>> {
     cells
 }
 
+mod kernel;
 #[cfg(test)]
 mod tests;

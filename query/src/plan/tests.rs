@@ -471,8 +471,10 @@ fn by_cell(a: &Aggregates) -> HashMap<Vec<String>, Vec<i64>> {
         .collect()
 }
 
-fn check_neighbours(recs: &[Rec], body: &str, k: u32, threshold: bool) {
-    // Threshold keys select on a count: not for `sum` and `quantile` (see spec.rs).
+/// The query of a random test: `body` at bound `k`, with threshold keys when asked and the
+/// measure can select on a count (not `sum` and `quantile`, see spec.rs). Returns the JSON and
+/// whether the keys are thresholded.
+fn random_query(body: &str, k: u32, threshold: bool) -> (String, bool) {
     let threshold = threshold
         && !body.contains(r#""measure":"sum""#)
         && !body.contains(r#""measure":"quantile""#);
@@ -484,6 +486,11 @@ fn check_neighbours(recs: &[Rec], body: &str, k: u32, threshold: bool) {
     let json = format!(
         r#"{{{body},"contribution_bound":{k},"period":{{"from":"2004-01","to":"2005-12"}},{keys}}}"#
     );
+    (json, threshold)
+}
+
+fn check_neighbours(recs: &[Rec], body: &str, k: u32, threshold: bool) {
+    let (json, threshold) = random_query(body, k, threshold);
     let s = spec(&json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -625,7 +632,7 @@ fn physical_plan(data: &Data, json: &str) -> (bool, String) {
         let text = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(true)
             .to_string();
-        (session.in_memory, text)
+        (data.snapshot_info().is_some(), text)
     })
 }
 
@@ -656,4 +663,93 @@ fn snapshot_queries_do_not_sort() {
         assert!(!in_memory_plan);
         assert!(plan.contains("SortExec"), "{body}: {plan}");
     }
+}
+
+/// Queries the kernel must answer exactly as the SQL does: the neighbour queries, and the
+/// other shapes (time dimensions, filters on every kind of dimension, cell filters on exploded
+/// types, flag values).
+const KERNEL_QUERIES: &[&str] = &[
+    r#""measure":"persons","group_by":["registration_quarter","exploitation_type"],"filters":{"exploitation_type":["forced_labour","unknown"]}"#,
+    r#""measure":"cases","group_by":["registration_month"],"filters":{"exploitation_type":["forced_labour","slavery"],"mission":["KGZ","unknown"]}"#,
+    r#""measure":"mean","column":"months_to_closure","bounds":{"lower":0,"upper":12},"group_by":["mission","shelter_accepted"]"#,
+    r#""measure":"histogram","column":"shelter_accepted","bounds":{"lower":0,"upper":1},"bins":2,"group_by":["gender"],"filters":{"shelter_accepted":["yes","unknown"]}"#,
+    r#""measure":"sum","column":"months_to_closure","bounds":{"lower":-5,"upper":5},"filters":{"registration_year":["2005"],"gender":["male"]}"#,
+    r#""measure":"cases","group_by":["mission","registration_year","gender","exploitation_type"],"list_items_bound":1"#,
+];
+
+/// The kernel over the snapshot of `recs` answers `json` (it does not fall back to the SQL)
+/// with exactly the aggregates and records-per-person counts of the SQL over the files.
+fn kernel_matches_sql(recs: &[Rec], json: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), recs);
+    let s = spec(json);
+    let files = Data::files(dir.path());
+    let (groups, counts) = block_on(async {
+        match in_memory(dir.path()).acquire(&|_| true).await.unwrap() {
+            Source::Snapshot(snapshot) => (
+                kernel::aggregate(snapshot.batches(), &s, &missions()),
+                kernel::records_per_person(snapshot.batches(), &s, &missions(), 3),
+            ),
+            Source::Files(_) => panic!("the snapshot was not loaded"),
+        }
+    });
+    let sql = block_on(aggregate(&Paid::for_tests(), &files, &missions(), &s)).unwrap();
+    let groups = groups.unwrap_or_else(|| panic!("the kernel fell back to SQL on {json}"));
+    assert_eq!(
+        assemble(&s, &missions(), sql.generation, groups),
+        sql,
+        "{json}"
+    );
+    let sql_counts = block_on(records_per_person(
+        &Paid::for_tests(),
+        &files,
+        &missions(),
+        &s,
+        3,
+    ))
+    .unwrap();
+    assert_eq!(counts, Some(sql_counts), "records per person of {json}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_kernel_equals_the_sql_on_the_files(
+        recs in arb_dataset(),
+        query in 0..NEIGHBOUR_QUERIES.len() + KERNEL_QUERIES.len(),
+        k in 1..=3u32,
+        threshold in any::<bool>(),
+    ) {
+        let body = NEIGHBOUR_QUERIES.iter().chain(KERNEL_QUERIES).nth(query).unwrap();
+        kernel_matches_sql(&recs, &random_query(body, k, threshold).0);
+    }
+}
+
+// A stored type outside the code list takes one of the record's `list_items_bound` slots (in
+// sorted order) but has no cell of its own, in the kernel as in the SQL.
+#[test]
+fn unlisted_types_take_a_slot_and_no_cell() {
+    let mut a = rec("p1", "r1", 2004);
+    a.types = Some(vec!["zzz_unlisted", "forced_labour", "aaa_unlisted"]);
+    let mut b = rec("p2", "r2", 2004);
+    b.types = Some(vec!["slavery", "aaa_unlisted", "slavery"]);
+    let recs = [a, b];
+    for body in [
+        r#""measure":"cases","group_by":["exploitation_type"]"#,
+        r#""measure":"cases","filters":{"exploitation_type":["forced_labour","slavery"]}"#,
+        r#""measure":"persons","group_by":["exploitation_type"],"filters":{"exploitation_type":["slavery"]}"#,
+    ] {
+        kernel_matches_sql(&recs, &query(body));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), &recs);
+    let by_type = run(
+        dir.path(),
+        &query(r#""measure":"cases","group_by":["exploitation_type"]"#),
+    );
+    assert_eq!(
+        nonzero(&by_type),
+        map(&[("forced_labour", 1), ("slavery", 1)])
+    );
 }
