@@ -289,35 +289,19 @@ fn stream_rows(
     if header.is_err() && !lenient_header {
         return Ok(false);
     }
-    while let Some(next) = source.next_row() {
-        let row = match next {
-            Ok(row) => row,
-            Err(e) if e.fatal => {
-                if let Some(report) = report.as_deref_mut() {
-                    report.file_problem = Some(e.problem);
-                }
-                break;
-            }
-            Err(e) => {
+    let mut consume = |item: Item| -> Result<()> {
+        match item {
+            Item::Unreadable(problem) => {
                 if let Some(report) = report.as_deref_mut() {
                     report.rows_read += 1;
                     report.rows_invalid += 1;
-                    report.add_issues(vec![e.problem.into_row_issue()]);
+                    report.add_issues(vec![problem.into_row_issue()]);
                 }
-                continue;
             }
-        };
-        if lenient_header {
-            let _ = mapper.set_header(source.header());
-        }
-        let mapped = mapper.map(row.number, &row.values);
-        if let Some(report) = report.as_deref_mut() {
-            report.rows_read += 1;
-        }
-        match mapped {
-            Ok(mapped) => {
-                let quality = on_valid(pseudonymiser.pseudonymise(mapped))?;
+            Item::Valid(row) => {
+                let quality = on_valid(row)?;
                 if let Some(report) = report.as_deref_mut() {
+                    report.rows_read += 1;
                     report.rows_valid += 1;
                     *report
                         .person_link_quality
@@ -325,18 +309,184 @@ fn stream_rows(
                         .or_default() += 1;
                 }
             }
-            Err(issues) => {
+            Item::Invalid(issues) => {
                 if let Some(report) = report.as_deref_mut() {
+                    report.rows_read += 1;
                     report.rows_invalid += 1;
                     report.add_issues(issues);
                 }
             }
         }
+        Ok(())
+    };
+    let fatal = if lenient_header {
+        // The header may grow with any line, so the mapper changes between rows: one thread.
+        let mut fatal = None;
+        while let Some(next) = source.next_row() {
+            let item = match next {
+                Ok(row) => {
+                    let _ = mapper.set_header(source.header());
+                    Item::of(&mapper, pseudonymiser, row)
+                }
+                Err(e) if e.fatal => {
+                    fatal = Some(e.problem);
+                    break;
+                }
+                Err(e) => Item::Unreadable(e.problem),
+            };
+            consume(item)?;
+        }
+        fatal
+    } else {
+        parallel_rows(source, &mapper, pseudonymiser, consume)?
+    };
+    if let (Some(problem), Some(report)) = (fatal, report.as_deref_mut()) {
+        report.file_problem = Some(problem);
     }
     if let Some(report) = report {
         report.columns = mapper.column_use().clone();
     }
     Ok(true)
+}
+
+/// One row of the file after mapping: what the report and the writer need of it.
+enum Item {
+    /// The reader could not read the row (a row-level problem).
+    Unreadable(FileProblem),
+    Valid(Pseudonymised),
+    Invalid(Vec<RowIssue>),
+}
+
+impl Item {
+    fn of(mapper: &Mapper, pseudonymiser: &Pseudonymiser, row: read::SourceRow) -> Item {
+        match mapper.map(row.number, &row.values) {
+            Ok(mapped) => Item::Valid(pseudonymiser.pseudonymise(mapped)),
+            Err(issues) => Item::Invalid(issues),
+        }
+    }
+}
+
+/// Rows read per chunk handed to a mapping thread.
+const CHUNK_ROWS: usize = 1024;
+
+/// Read, map and pseudonymise on every core, and `consume` the rows in file order on this
+/// thread: one thread reads chunks of rows, mapping threads map and pseudonymise whole chunks,
+/// and this thread puts the chunks back in order. At most `2 × threads + 2` chunks exist at
+/// once (each reads a token that `consume` gives back), so memory stays bounded whatever the
+/// file size. Returns the fatal read problem that ended the file early, if any.
+fn parallel_rows(
+    mut source: Box<dyn read::RowSource>,
+    mapper: &Mapper,
+    pseudonymiser: &Pseudonymiser,
+    mut consume: impl FnMut(Item) -> Result<()>,
+) -> Result<Option<FileProblem>> {
+    use std::sync::mpsc::{Receiver, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let in_flight = 2 * threads + 2;
+    type Chunk = (u64, Vec<Result<read::SourceRow, FileProblem>>);
+    let (tokens_in, tokens) = sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        tokens_in.send(()).expect("the receiver is alive");
+    }
+    let (chunks_in, chunks) = sync_channel::<Chunk>(in_flight);
+    let chunks: Arc<Mutex<Receiver<Chunk>>> = Arc::new(Mutex::new(chunks));
+    // A mapping thread that panics hands its panic over, so that it is raised here rather
+    // than leaving this thread waiting for the chunk.
+    let (mapped_in, mapped) = sync_channel::<(u64, std::thread::Result<Vec<Item>>)>(in_flight);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut fatal = None;
+            let mut seq = 0;
+            'file: loop {
+                if tokens.recv().is_err() {
+                    break; // the consumer stopped
+                }
+                let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+                while chunk.len() < CHUNK_ROWS {
+                    match source.next_row() {
+                        Some(Ok(row)) => chunk.push(Ok(row)),
+                        Some(Err(e)) if e.fatal => {
+                            fatal = Some(e.problem);
+                            break;
+                        }
+                        Some(Err(e)) => chunk.push(Err(e.problem)),
+                        None => break,
+                    }
+                }
+                let last = chunk.len() < CHUNK_ROWS;
+                if chunk.is_empty() || chunks_in.send((seq, chunk)).is_err() {
+                    break 'file;
+                }
+                seq += 1;
+                if last {
+                    break;
+                }
+            }
+            fatal
+        });
+        for _ in 0..threads {
+            let (chunks, mapped_in) = (chunks.clone(), mapped_in.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = chunks
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .recv();
+                    let Ok((seq, rows)) = next else { break };
+                    let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rows.into_iter()
+                            .map(|row| match row {
+                                Ok(row) => Item::of(mapper, pseudonymiser, row),
+                                Err(problem) => Item::Unreadable(problem),
+                            })
+                            .collect()
+                    }));
+                    let failed = items.is_err();
+                    if mapped_in.send((seq, items)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(mapped_in);
+        drop(chunks);
+        // In file order; a chunk that arrives early waits here (bounded by the tokens).
+        let mut early = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        let mut panicked = None;
+        let consumed = (|| {
+            for (seq, items) in mapped.iter() {
+                match items {
+                    Ok(items) => early.insert(seq, items),
+                    Err(panic) => {
+                        panicked = Some(panic);
+                        return Ok(());
+                    }
+                };
+                while let Some(items) = early.remove(&next) {
+                    for item in items {
+                        consume(item)?;
+                    }
+                    next += 1;
+                    // The reader may have stopped already.
+                    let _ = tokens_in.send(());
+                }
+            }
+            Ok(())
+        })();
+        // Stop the reader and the mapping threads if `consume` failed.
+        drop(tokens_in);
+        drop(mapped);
+        let fatal = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        if let Some(panic) = panicked {
+            std::panic::resume_unwind(panic);
+        }
+        consumed.map(|()| fatal)
+    })
 }
 
 /// The fingerprints of the record keys of the staged files, sorted.

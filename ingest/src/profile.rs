@@ -15,6 +15,7 @@ mod builtin;
 mod tests;
 mod user;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -158,8 +159,24 @@ pub enum ProfileError {
 
 /// Normalise a header name or a code for matching: trimmed, lower case, inner whitespace folded.
 pub fn normalise_token(s: &str) -> String {
+    normalised(s).into_owned()
+}
+
+/// [`normalise_token`], borrowing `s` when it is normalised already (plain ASCII without capitals
+/// or stray spaces: most cells), which the mapper meets for every cell of every row.
+pub fn normalised(s: &str) -> Cow<'_, str> {
+    let bytes = s.as_bytes();
+    let plain = bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
+        && !bytes.windows(2).any(|w| w == b"  ")
+        && bytes.iter().all(|&b| {
+            b.is_ascii() && !b.is_ascii_uppercase() && (b == b' ' || !(b as char).is_whitespace())
+        });
+    if plain {
+        return Cow::Borrowed(s);
+    }
     let lower = s.trim().to_lowercase();
-    lower.split_whitespace().collect::<Vec<_>>().join(" ")
+    Cow::Owned(lower.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 impl Profile {

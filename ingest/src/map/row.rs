@@ -8,7 +8,7 @@ use ctstats_schemas::{FIELDS, FieldKind, countries};
 use super::{MappedRow, Mapper, Value, first_of_month, idx, parse_date, parse_flag};
 use crate::identity::RawIdentity;
 use crate::problem::{RowIssue, Rule};
-use crate::profile::{DERIVED_FIELDS, normalise_token};
+use crate::profile::{DERIVED_FIELDS, normalised};
 
 /// Registration and other case dates before this are refused.
 const EARLIEST: (i32, u32, u32) = (1990, 1, 1);
@@ -85,7 +85,7 @@ struct RowContext<'a, 'p> {
     issues: Vec<RowIssue>,
 }
 
-impl RowContext<'_, '_> {
+impl<'a> RowContext<'a, '_> {
     fn column_name(&self, target: &str) -> String {
         self.mapper
             .columns
@@ -104,32 +104,33 @@ impl RowContext<'_, '_> {
         });
     }
 
-    /// The trimmed text for `target`, or its default; `None` when not recorded.
-    fn raw(&self, target: &str) -> Option<&str> {
-        let from_cell = self
-            .mapper
+    /// The trimmed text for `target`, or its default; `None` when not recorded. Borrowed from
+    /// the row and the profile, not from the context, so issues can be added while it is held.
+    fn raw(&self, target: &str) -> Option<&'a str> {
+        let (mapper, values) = (self.mapper, self.values);
+        let from_cell = mapper
             .columns
             .get(target)
-            .and_then(|(i, _)| self.values.get(*i))
+            .and_then(|(i, _)| values.get(*i))
             .and_then(|v| v.as_deref())
             .map(str::trim)
-            .filter(|v| !self.mapper.profile.is_missing(&normalise_token(v)));
-        from_cell.or_else(|| self.mapper.profile.defaults.get(target).map(String::as_str))
+            .filter(|v| !mapper.profile.is_missing(&normalised(v)));
+        from_cell.or_else(|| mapper.profile.defaults.get(target).map(String::as_str))
     }
 
     /// The profile's value map applied to a token: `Some(None)` means mapped to "not recorded".
     fn mapped<'v>(&'v self, target: &str, token: &str) -> Option<Option<&'v str>> {
         let map = self.mapper.profile.values.get(target)?;
-        map.get(&normalise_token(token))
+        map.get(normalised(token).as_ref())
             .map(|v| (!v.is_empty()).then_some(v.as_str()))
     }
 
     fn field_value(&mut self, name: &str, kind: FieldKind) -> Value {
-        let Some(raw) = self.raw(name).map(str::to_string) else {
+        let Some(raw) = self.raw(name) else {
             return Value::Null;
         };
         match kind {
-            FieldKind::Code { list } => match self.code(name, list, &raw) {
+            FieldKind::Code { list } => match self.code(name, list, raw) {
                 Some(Some(c)) => Value::Code(c),
                 _ => Value::Null,
             },
@@ -145,7 +146,7 @@ impl RowContext<'_, '_> {
                 }
                 Value::Codes(sort_codes(list, codes))
             }
-            FieldKind::Country => match self.country(name, &raw) {
+            FieldKind::Country => match self.country(name, raw) {
                 Some(c) => Value::Code(c),
                 None => Value::Null,
             },
@@ -153,7 +154,7 @@ impl RowContext<'_, '_> {
                 Some(d) => Value::Month(first_of_month(d)),
                 None => Value::Null,
             },
-            FieldKind::Flag => match self.flag(name, &raw) {
+            FieldKind::Flag => match self.flag(name, raw) {
                 Some(b) => Value::Flag(b),
                 None => Value::Null,
             },
@@ -164,18 +165,26 @@ impl RowContext<'_, '_> {
     /// Resolve a code: the profile's map, else the stored name, else the label. `Some(None)` is
     /// an explicit "not recorded"; `None` is an error (already reported).
     fn code(&mut self, target: &str, list: &str, raw: &str) -> Option<Option<&'static str>> {
-        let allowed = ctstats_schemas::code_list_names(list).unwrap_or_default();
+        let allowed = code_list(list);
         let found = match self.mapped(target, raw) {
             Some(None) => return Some(None),
             Some(Some(v)) => allowed.iter().find(|a| **a == v).copied(),
             None => {
-                let token = normalise_token(raw);
-                let dashed = token.replace(['—', '–'], "-").replace("--", "-");
-                let snake = token.replace([' ', '-'], "_");
+                let token = normalised(raw);
+                // A code itself (the usual case) has no space or dash to rewrite, so it is
+                // found before the two rewritten forms are built.
                 allowed
                     .iter()
-                    .find(|a| **a == token || **a == dashed || **a == snake)
+                    .find(|a| **a == token.as_ref())
                     .copied()
+                    .or_else(|| {
+                        let dashed = token.replace(['—', '–'], "-").replace("--", "-");
+                        let snake = token.replace([' ', '-'], "_");
+                        allowed
+                            .iter()
+                            .find(|a| **a == token.as_ref() || **a == dashed || **a == snake)
+                            .copied()
+                    })
             }
         };
         if found.is_none() {
@@ -187,8 +196,14 @@ impl RowContext<'_, '_> {
     }
 
     fn country(&mut self, target: &str, raw: &str) -> Option<&'static str> {
-        let token = normalise_token(raw);
-        if self.mapper.profile.unknown_country.contains(&token) {
+        let token = normalised(raw);
+        if self
+            .mapper
+            .profile
+            .unknown_country
+            .iter()
+            .any(|u| *u == *token)
+        {
             return None;
         }
         let code = match self.mapped(target, raw) {
@@ -210,13 +225,13 @@ impl RowContext<'_, '_> {
     }
 
     fn flag(&mut self, target: &str, raw: &str) -> Option<bool> {
-        let token = normalise_token(raw);
         let token = match self.mapped(target, raw) {
             Some(None) => return None,
-            Some(Some(v)) => v.to_string(),
-            None => token,
+            Some(Some(v)) => std::borrow::Cow::Borrowed(v),
+            None => normalised(raw),
         };
-        match parse_flag(&token) {
+        let parsed = parse_flag(&token);
+        match parsed {
             Some(b) => Some(b),
             None => {
                 self.issue(
@@ -232,8 +247,8 @@ impl RowContext<'_, '_> {
     /// Parse a date target with the profile's formats. `identifier` dates (birth dates) are
     /// never echoed, like every value.
     fn date(&mut self, target: &str, identifier: bool) -> Option<NaiveDate> {
-        let raw = self.raw(target)?.to_string();
-        match parse_date(&raw, &self.mapper.profile.date_formats) {
+        let raw = self.raw(target)?;
+        match parse_date(raw, &self.mapper.profile.date_formats) {
             Some(d) if d > self.mapper.today => {
                 self.issue(
                     target,
@@ -297,12 +312,12 @@ impl RowContext<'_, '_> {
     fn apply_flags(&mut self, fields: &mut [Value]) {
         // target -> (codes set, any flag recorded)
         let mut seen: Vec<(String, Vec<&'static str>, bool)> = Vec::new();
-        let flags = self.mapper.flags.clone();
-        for (col, name, target, code) in &flags {
+        let mapper = self.mapper;
+        for (col, name, target, code) in &mapper.flags {
             let Some(raw) = self.values.get(*col).and_then(|v| v.as_deref()) else {
                 continue;
             };
-            let token = normalise_token(raw);
+            let token = normalised(raw);
             if self.mapper.profile.is_missing(&token) {
                 continue;
             }
@@ -358,7 +373,7 @@ impl RowContext<'_, '_> {
         if fields[i] != Value::Null {
             return;
         }
-        if let Some(year) = self.raw("registration_year").map(str::to_string) {
+        if let Some(year) = self.raw("registration_year") {
             let parsed = year
                 .parse::<f64>()
                 .ok()
@@ -461,8 +476,34 @@ impl RowContext<'_, '_> {
     }
 }
 
+/// The names of a code list of the canonical record, built once.
+fn code_list(list: &str) -> &'static [&'static str] {
+    static LISTS: std::sync::OnceLock<Vec<(&'static str, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        let mut lists: Vec<(&'static str, Vec<&'static str>)> = FIELDS
+            .iter()
+            .filter_map(|f| match f.kind {
+                FieldKind::Code { list } | FieldKind::CodeSet { list } => Some(list),
+                _ => None,
+            })
+            .map(|list| {
+                let names = ctstats_schemas::code_list_names(list).unwrap_or_default();
+                (list, names)
+            })
+            .collect();
+        lists.sort();
+        lists.dedup();
+        lists
+    });
+    lists
+        .iter()
+        .find(|(name, _)| *name == list)
+        .map_or(&[], |(_, names)| names.as_slice())
+}
+
 fn sort_codes(list: &str, mut codes: Vec<&'static str>) -> Vec<&'static str> {
-    let order = ctstats_schemas::code_list_names(list).unwrap_or_default();
+    let order = code_list(list);
     codes.sort_by_key(|c| order.iter().position(|o| o == c));
     codes.dedup();
     codes

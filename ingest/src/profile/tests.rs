@@ -48,3 +48,16 @@ fn user_profile_errors_name_the_problem() {
     assert!(err("colums = 1").contains("not valid TOML"));
     assert!(err("extends = \"foo\"").contains("unknown profile"));
 }
+
+proptest::proptest! {
+    // The borrowing fast path gives exactly the allocating normalisation.
+    #[test]
+    fn normalised_equals_the_allocating_normalisation(
+        s in "[ a-zA-Z0-9_\\-\t\n\u{0b}\u{a0}ÄäДд]{0,12}"
+    ) {
+        let lower = s.trim().to_lowercase();
+        let expected = lower.split_whitespace().collect::<Vec<_>>().join(" ");
+        let got = normalised(&s);
+        proptest::prop_assert_eq!(got.as_ref(), expected.as_str());
+    }
+}
