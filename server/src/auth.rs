@@ -1,6 +1,9 @@
 //! Authentication and roles: a bearer token names a principal; the extractor for each endpoint
 //! group checks the caller's role before anything else of the request is read, so a caller with
-//! the wrong role learns nothing from the body's validation.
+//! the wrong role learns nothing from the body's validation. `POST /v1/query` reads its body
+//! (within the same size limit) before the token is looked up, so that the lookup shares one
+//! blocking hop with the stored answer's; a body it cannot accept is judged only after the
+//! caller is (`query::query`), so the same holds there.
 
 use std::marker::PhantomData;
 
@@ -68,6 +71,26 @@ impl<R: Roles> FromRequestParts<AppState> for Caller<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+        let principal = state.service().authenticate(token).await?;
+        service::require(&principal, R::ROLES)?;
+        Ok(Caller {
+            principal,
+            roles: PhantomData,
+        })
+    }
+}
+
+/// The bearer token of a request, not yet looked up: for `POST /v1/query`, which looks the
+/// token up in the same blocking hop as the stored answer. A request without a well-formed
+/// `Authorization` header is refused here as everywhere.
+#[derive(Debug)]
+pub struct Bearer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::new(
                 Code::Unauthenticated,
@@ -84,11 +107,6 @@ impl<R: Roles> FromRequestParts<AppState> for Caller<R> {
                 ApiError::new(Code::InvalidToken, "the bearer token is unknown or revoked")
             })?
             .to_string();
-        let principal = state.service().authenticate(token).await?;
-        service::require(&principal, R::ROLES)?;
-        Ok(Caller {
-            principal,
-            roles: PhantomData,
-        })
+        Ok(Bearer(token))
     }
 }

@@ -1994,3 +1994,63 @@ async fn the_dataset_budget_caps_every_principal_together() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(error_code(&refused), "dataset_budget_exhausted");
 }
+
+// `POST /v1/query` looks its token up in the same hop as the stored answer, after reading the
+// body: who asks is still judged before what is asked, and a revoked token stops being served
+// its stored answers at once.
+#[tokio::test]
+async fn the_query_route_judges_the_caller_first_and_revocation_stops_reuse() {
+    let s = service(1.0);
+    let t = &s.tokens;
+    let send_query = |token: Option<String>, body: Vec<u8>| {
+        let router = s.router.clone();
+        async move {
+            let (status, _, bytes) = send(
+                &router,
+                Method::POST,
+                "/v1/query",
+                token.as_deref(),
+                Some("application/json"),
+                body,
+            )
+            .await;
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status.as_u16(), error_code(&body).to_string())
+        }
+    };
+    let bad = br#"{"measure":"persons","group_by":["no_such_dimension"]}"#.to_vec();
+    let huge = vec![b' '; 3 << 20]; // over axum's 2 MiB default body limit
+    for (who, token, expected) in [
+        ("no token", None, (401, "unauthenticated")),
+        (
+            "bad token",
+            Some("cts_0000".to_string()),
+            (401, "invalid_token"),
+        ),
+        ("revoked", Some(t.revoked.clone()), (401, "invalid_token")),
+        ("ngo", Some(t.ngo.clone()), (403, "forbidden")),
+    ] {
+        for body in [bad.clone(), huge.clone(), b"not json".to_vec()] {
+            let got = send_query(token.clone(), body).await;
+            assert_eq!(got, (expected.0, expected.1.to_string()), "{who}");
+        }
+    }
+    let researcher = Some(t.researcher.clone());
+    assert_eq!(send_query(researcher.clone(), bad).await.0, 400);
+    assert_eq!(send_query(researcher.clone(), huge).await.0, 413);
+
+    // A stored answer is re-served to its principal until the principal is revoked.
+    let (status, first) = ask(&s, Some(&t.researcher), grouped(0.1)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (_, again) = ask(&s, Some(&t.researcher), grouped(0.1)).await;
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["answer"], first["answer"]);
+    let uri = format!("/v1/principals/{}", t.researcher_id);
+    let (status, _) = call(&s.router, Method::DELETE, &uri, Some(&t.admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, refused) = ask(&s, Some(&t.researcher), grouped(0.1)).await;
+    assert_eq!(
+        (status, error_code(&refused)),
+        (StatusCode::UNAUTHORIZED, "invalid_token")
+    );
+}

@@ -163,9 +163,7 @@ impl Service {
     pub async fn authenticate(&self, token: String) -> Result<Principal> {
         self.db(move |l| l.authenticate(&token))
             .await?
-            .ok_or_else(|| {
-                EngineError::new(Code::InvalidToken, "the bearer token is unknown or revoked")
-            })
+            .ok_or_else(invalid_token)
     }
 
     /// Wait for one of the aggregation permits (first come, first served).
@@ -300,6 +298,11 @@ fn refused(
 }
 
 /// Refuse a principal whose role is not among `roles` (a revoked one is refused whatever it is).
+/// The error for a token that names no active principal.
+pub(crate) fn invalid_token() -> EngineError {
+    EngineError::new(Code::InvalidToken, "the bearer token is unknown or revoked")
+}
+
 pub fn require(principal: &Principal, roles: &[Role]) -> Result<()> {
     if roles.contains(&principal.role) && !principal.revoked {
         return Ok(());

@@ -16,11 +16,19 @@ use crate::plan;
 use crate::spec::{self, QuerySpec, ValidatedSpec};
 
 /// A released answer, as stored with its charge.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Stored {
     query_hash: String,
     query: Value,
     answer: Value,
+}
+
+/// A stored answer read back: its answer's JSON text is kept as it is, to be sent as it is.
+#[derive(Debug, Deserialize)]
+struct StoredText {
+    query_hash: String,
+    query: Value,
+    answer: Box<serde_json::value::RawValue>,
 }
 
 impl Service {
@@ -41,29 +49,66 @@ impl Service {
     /// hangs up) does not abort them: what it paid for is stored and asking again returns it.
     pub async fn ask(&self, principal: &Principal, spec: ValidatedSpec) -> Result<QueryResponse> {
         require(principal, QUERY_ROLES)?;
-        // Asked before: the stored answer from a plain read, its audit entry in the same hop,
-        // before any pricing or write lock.
-        let (pid, ds, hash) = (
-            principal.id.clone(),
-            self.config().dataset.clone(),
-            spec.hash(),
-        );
-        let detail = format!("{} {}", hash, spec.canonical_json());
-        let reused = self
-            .db(move |l| {
-                let reused = l.reused(&pid, &ds, &hash)?;
-                if reused.is_some() {
-                    l.audit(Some(&pid), "query", &detail, None, "reused")?;
-                }
-                Ok(reused)
-            })
+        let caller = principal.clone();
+        let (_, reused) = self.reuse(spec.clone(), move |_| Ok(Some(caller))).await?;
+        self.answer(principal.clone(), spec, reused).await
+    }
+
+    /// [`Service::ask`] for the holder of a bearer token. Who the caller is and whether it asked
+    /// the same before are found in one blocking hop, so a re-served answer costs one hop and
+    /// one plain read; revocation still takes effect at once (the token is looked up each time).
+    pub async fn ask_with_token(
+        &self,
+        token: String,
+        spec: ValidatedSpec,
+    ) -> Result<QueryResponse> {
+        let (principal, reused) = self
+            .reuse(spec.clone(), move |l| l.authenticate(&token))
             .await?;
+        let principal = principal.ok_or_else(super::invalid_token)?;
+        require(&principal, QUERY_ROLES)?;
+        self.answer(principal, spec, reused).await
+    }
+
+    /// The caller `who` finds (an active principal), and its stored answer to `spec` if it
+    /// asked it before: a plain read, with the reuse's audit entry, in one blocking hop, before
+    /// any pricing or write lock. No answer is looked up for a caller without a query role.
+    async fn reuse(
+        &self,
+        spec: ValidatedSpec,
+        who: impl FnOnce(&ledger::Ledger) -> ledger::Result<Option<Principal>> + Send + 'static,
+    ) -> Result<(Option<Principal>, Option<ledger::Charge>)> {
+        let ds = self.config().dataset.clone();
+        self.db(move |l| {
+            let Some(principal) = who(l)? else {
+                return Ok((None, None));
+            };
+            if !QUERY_ROLES.contains(&principal.role) {
+                return Ok((Some(principal), None));
+            }
+            let hash = spec.hash();
+            let reused = l.reused(&principal.id, &ds, &hash)?;
+            if reused.is_some() {
+                let detail = format!("{} {}", hash, spec.canonical_json());
+                l.audit(Some(&principal.id), "query", &detail, None, "reused")?;
+            }
+            Ok((Some(principal), reused))
+        })
+        .await
+    }
+
+    /// The stored answer when there is one; else price, charge, compute and store.
+    async fn answer(
+        &self,
+        principal: Principal,
+        spec: ValidatedSpec,
+        reused: Option<ledger::Charge>,
+    ) -> Result<QueryResponse> {
         if let Some(ledger::Charge::Reused { answer, budget }) = reused {
             return reply_stored(&answer, &self.config().dataset, &budget);
         }
         let plan = price(&spec).await?;
         let service = self.clone();
-        let principal = principal.clone();
         tokio::spawn(async move { service.settle(principal, spec, plan).await })
             .await
             .map_err(EngineError::internal)?
@@ -231,7 +276,7 @@ async fn price(spec: &ValidatedSpec) -> Result<CostPlan> {
 
 /// The reply to a question asked before: its stored answer, nothing charged.
 fn reply_stored(answer: &str, dataset: &str, budget: &ledger::Budget) -> Result<QueryResponse> {
-    let stored: Stored = serde_json::from_str(answer).map_err(EngineError::internal)?;
+    let stored: StoredText = serde_json::from_str(answer).map_err(EngineError::internal)?;
     let body = AnswerBody::Stored(StoredAnswer::from_ledger(stored.answer));
     Ok(respond(
         stored.query_hash,

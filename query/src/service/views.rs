@@ -119,12 +119,13 @@ pub enum AnswerBody {
 
 /// An answer as the ledger stored it when it was released. Only the engine makes one, from the
 /// ledger's own record of a paid answer.
+/// Its JSON text is sent as stored, without being parsed into a tree and written again.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
-pub struct StoredAnswer(Value);
+pub struct StoredAnswer(Box<serde_json::value::RawValue>);
 
 impl StoredAnswer {
-    pub(crate) fn from_ledger(answer: Value) -> Self {
+    pub(crate) fn from_ledger(answer: Box<serde_json::value::RawValue>) -> Self {
         StoredAnswer(answer)
     }
 }
@@ -140,7 +141,7 @@ impl AnswerBody {
                     dimensions: Vec<String>,
                     cells: Vec<answer::Cell>,
                 }
-                let cells = Cells::deserialize(v).map_err(EngineError::internal)?;
+                let cells: Cells = serde_json::from_str(v.get()).map_err(EngineError::internal)?;
                 Ok(answer::to_csv(&cells.dimensions, &cells.cells))
             }
         }
