@@ -101,6 +101,24 @@ struct Query<'s> {
     types: Option<Keys>,
     k: u32,
     list_items: usize,
+    /// The period's days: the first (an Arrow date), and for each day from it the month's
+    /// offset into the period.
+    days: (i32, Vec<u16>),
+}
+
+/// The days of `period` (see `Query::days`).
+fn period_days(period: Period) -> (i32, Vec<u16>) {
+    let day = |year: i32, month: u32| {
+        NaiveDate::from_ymd_opt(year, month, 1).map_or(0, |d| d.num_days_from_ce() - UNIX_EPOCH_CE)
+    };
+    let start = day(period.from.year, period.from.month);
+    let mut offsets = Vec::new();
+    for (offset, month) in period.months().enumerate() {
+        let next = month.next();
+        let length = day(next.year, next.month) - day(month.year, month.month);
+        offsets.extend(std::iter::repeat_n(offset as u16, length.max(0) as usize));
+    }
+    (start, offsets)
 }
 
 /// One batch's columns, as the row loop reads them.
@@ -168,6 +186,7 @@ impl<'s> Query<'s> {
             types: uses_types(spec).then(|| Keys::new(Dimension::ExploitationType, spec, missions)),
             k: spec.contribution_bound(),
             list_items: spec.list_items_bound() as usize,
+            days: period_days(spec.period()),
         }
     }
 
@@ -187,18 +206,16 @@ impl<'s> Query<'s> {
         };
         let registration = date("registration_month")?;
         let first = index_of(self.period.from.year, self.period.from.month);
-        let last = index_of(self.period.to.year, self.period.to.month);
-        let mut cache: HashMap<i32, u16> = HashMap::new();
+        let (start, offsets) = (self.days.0, &self.days.1);
         let month: Vec<u16> = (0..batch.num_rows())
             .map(|row| {
                 if registration.is_null(row) {
                     return u16::MAX;
                 }
-                let day = registration.value(row);
-                *cache.entry(day).or_insert_with(|| match month_index(day) {
-                    Some(m) if (first..=last).contains(&m) => (m - first) as u16,
-                    _ => u16::MAX,
-                })
+                usize::try_from(i64::from(registration.value(row)) - i64::from(start))
+                    .ok()
+                    .and_then(|at| offsets.get(at).copied())
+                    .unwrap_or(u16::MAX)
             })
             .collect();
         let mut scalar = Vec::with_capacity(self.scalar.len());
