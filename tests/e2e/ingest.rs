@@ -564,11 +564,11 @@ fn keygen_refuses_the_dataset_directory_and_overwrites() {
 fn rows_mapped_in_parallel_are_reported_in_file_order() {
     let tmp = tempfile::tempdir().unwrap();
     let rows = 5_000;
-    let bad = |i: usize| i % 701 == 5 || i % 997 == 0;
+    let bad = |i: usize| i % 701 == 5 || i.is_multiple_of(997);
     let gender = |i: usize| {
         if bad(i) {
             "zz"
-        } else if i % 2 == 0 {
+        } else if i.is_multiple_of(2) {
             "ж"
         } else {
             "м"

@@ -481,7 +481,7 @@ pub(super) fn aggregate(
     let distinct_persons = measure == Measure::Persons && query.k > 1;
     let type_filter = spec
         .filter(Dimension::ExploitationType)
-        .and_then(|_| query.types.as_ref());
+        .and(query.types.as_ref());
     let mut person = -1i64;
     let mut taken = 0u32;
     query.scan(batches, |p, value, keys, types| {
