@@ -34,10 +34,6 @@ fn month_index(days: i32) -> Option<i64> {
     Some(i64::from(date.year()) * 12 + i64::from(date.month0()))
 }
 
-fn index_of(year: i32, month: u32) -> i64 {
-    i64::from(year) * 12 + i64::from(month) - 1
-}
-
 /// Per-person, per-cell tallies of one query.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tally {
@@ -53,6 +49,9 @@ struct Keys {
     names: Vec<String>,
     kept: Vec<bool>,
     unknown: u16,
+    /// Stored value → key: the domain's known values (for exploitation types, `unknown` too,
+    /// as the statement keeps a stored `unknown` as it is). Built once per query.
+    index: HashMap<String, u16>,
 }
 
 impl Keys {
@@ -69,32 +68,29 @@ impl Keys {
             Some(kept) => names.iter().map(|n| kept.contains(n)).collect(),
             None => vec![true; names.len()],
         };
+        let with_unknown = dim == Dimension::ExploitationType;
+        let index = names
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| !n.is_empty() && (with_unknown || *i != usize::from(unknown)))
+            .map(|(i, n)| (n.clone(), i as u16))
+            .collect();
         Keys {
             names,
             kept,
             unknown,
+            index,
         }
     }
 
     fn outside(&self) -> u16 {
         (self.names.len() - 1) as u16
     }
-
-    /// Name → key of the domain's known values (all but `unknown`, unless `with_unknown`).
-    fn index(&self, with_unknown: bool) -> HashMap<&str, u16> {
-        self.names
-            .iter()
-            .enumerate()
-            .filter(|(i, n)| !n.is_empty() && (with_unknown || *i != usize::from(self.unknown)))
-            .map(|(i, n)| (n.as_str(), i as u16))
-            .collect()
-    }
 }
 
 /// The query's per-row work, independent of the batch.
 struct Query<'s> {
     spec: &'s ValidatedSpec,
-    period: Period,
     /// Scalar dimensions (grouped or filtered), each with its keys.
     scalar: Vec<(Dimension, Keys)>,
     /// The exploitation types, when grouped or filtered by them.
@@ -178,7 +174,6 @@ impl<'s> Query<'s> {
     fn new(spec: &'s ValidatedSpec, missions: &[String]) -> Query<'s> {
         Query {
             spec,
-            period: spec.period(),
             scalar: scalar_dimensions(spec)
                 .into_iter()
                 .map(|d| (d, Keys::new(d, spec, missions)))
@@ -205,7 +200,8 @@ impl<'s> Query<'s> {
             (list.values().data_type() == &DataType::Utf8).then_some(list)
         };
         let registration = date("registration_month")?;
-        let first = index_of(self.period.from.year, self.period.from.month);
+        let period = self.spec.period();
+        let first = period.from.index();
         let (start, offsets) = (self.days.0, &self.days.1);
         let month: Vec<u16> = (0..batch.num_rows())
             .map(|row| {
@@ -232,7 +228,7 @@ impl<'s> Query<'s> {
                         let m = first + i64::from(offset);
                         match dim {
                             Dimension::RegistrationYear => {
-                                (m.div_euclid(12) - i64::from(self.period.from.year)) as u16
+                                (m.div_euclid(12) - i64::from(period.from.year)) as u16
                             }
                             Dimension::RegistrationQuarter => {
                                 (m.div_euclid(3) - first.div_euclid(3)) as u16
@@ -299,7 +295,6 @@ impl<'s> Query<'s> {
         batches: &[RecordBatch],
         mut visit: impl FnMut(i64, Option<i64>, &[u16], &[u16]),
     ) -> Option<()> {
-        let types_index = self.types.as_ref().map(|t| t.index(true));
         let mut keys_buf: Vec<u16> = Vec::with_capacity(self.scalar.len());
         let mut type_keys: Vec<u16> = Vec::new();
         for batch in batches {
@@ -318,9 +313,7 @@ impl<'s> Query<'s> {
                     }
                     keys_buf.push(key);
                 }
-                if let (Some(list), Some(keys), Some(index)) =
-                    (columns.types, &self.types, &types_index)
-                {
+                if let (Some(list), Some(keys)) = (columns.types, &self.types) {
                     type_keys.clear();
                     if list.is_null(row) || list.value_length(row) == 0 {
                         type_keys.push(keys.unknown);
@@ -332,7 +325,7 @@ impl<'s> Query<'s> {
                         type_keys.extend(
                             names
                                 .iter()
-                                .map(|n| index.get(n).copied().unwrap_or(keys.outside())),
+                                .map(|n| keys.index.get(*n).copied().unwrap_or(keys.outside())),
                         );
                     }
                     if !type_keys.iter().any(|t| keys.kept[usize::from(*t)]) {
@@ -366,8 +359,7 @@ fn flag_keys(keys: &Keys) -> (u16, u16) {
 /// A coded text column's keys: the value's position in the domain, `unknown` for a null or a
 /// value outside it. Dictionary columns are looked up once per dictionary value.
 fn coded(array: &ArrayRef, keys: &Keys) -> Option<Vec<u16>> {
-    let index = keys.index(false);
-    let lookup = |s: &str| index.get(s).copied().unwrap_or(keys.unknown);
+    let lookup = |s: &str| keys.index.get(s).copied().unwrap_or(keys.unknown);
     if let Some(dict) = array.as_dictionary_opt::<Int16Type>() {
         let values = dict.values().as_string_opt::<i32>()?;
         let mapped: Vec<u16> = (0..values.len())

@@ -23,7 +23,8 @@ impl Month {
             .then_some(Month { year, month })
     }
 
-    pub(super) fn index(self) -> i64 {
+    /// `year * 12 + month - 1`: consecutive months have consecutive indices.
+    pub(crate) fn index(self) -> i64 {
         i64::from(self.year) * 12 + i64::from(self.month) - 1
     }
 
