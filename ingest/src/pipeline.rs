@@ -372,7 +372,7 @@ const CHUNK_ROWS: usize = 1024;
 /// Read, map and pseudonymise on every core, and `consume` the rows in file order on this
 /// thread: one thread reads chunks of rows, mapping threads map and pseudonymise whole chunks,
 /// and this thread puts the chunks back in order. At most `2 × threads + 2` chunks exist at
-/// once (each reads a token that `consume` gives back), so memory stays bounded whatever the
+/// once (each takes a token that `consume` gives back), so memory stays bounded whatever the
 /// file size. Returns the fatal read problem that ended the file early, if any.
 fn parallel_rows(
     mut source: Box<dyn read::RowSource>,
@@ -399,7 +399,7 @@ fn parallel_rows(
         let reader = scope.spawn(move || {
             let mut fatal = None;
             let mut seq = 0;
-            'file: loop {
+            loop {
                 if tokens.recv().is_err() {
                     break; // the consumer stopped
                 }
@@ -417,7 +417,7 @@ fn parallel_rows(
                 }
                 let last = chunk.len() < CHUNK_ROWS;
                 if chunk.is_empty() || chunks_in.send((seq, chunk)).is_err() {
-                    break 'file;
+                    break;
                 }
                 seq += 1;
                 if last {
