@@ -82,7 +82,8 @@ const RAW_SQL: &str = "SELECT reporting_mission, to_char(registration_month, '%Y
 /// The same question with the bounding ctstats applies (each person's first record in record
 /// key order), no noise and no public domain: what any correct DP engine must at least do.
 const BOUNDED_SQL: &str = "WITH kept AS (SELECT reporting_mission, registration_month, \
-     ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) AS r FROM records \
+     ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key \
+     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS r FROM records \
      WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01') \
      SELECT reporting_mission, to_char(registration_month, '%Y') AS year, count(*) AS persons \
      FROM kept WHERE r <= 1 GROUP BY 1, 2";
@@ -90,7 +91,8 @@ const BOUNDED_SQL: &str = "WITH kept AS (SELECT reporting_mission, registration_
 /// The same bounding as a lag over the global order (kept when the record `k` places back is
 /// another person's): exact for any `k`, one sort instead of a sort per partition.
 const LAG_SQL: &str = "WITH kept AS (SELECT reporting_mission, registration_month, person_key, \
-     LAG(person_key, 1) OVER (ORDER BY person_key, record_key) AS back FROM records \
+     LAG(person_key, 1) OVER (ORDER BY person_key, record_key \
+     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS back FROM records \
      WHERE registration_month >= DATE '2003-01-01' AND registration_month < DATE '2009-01-01') \
      SELECT reporting_mission, to_char(registration_month, '%Y') AS year, count(*) AS persons \
      FROM kept WHERE back IS DISTINCT FROM person_key GROUP BY 1, 2";
@@ -117,7 +119,7 @@ async fn raw_session(root: &Path, in_memory: bool) -> anyhow::Result<SessionCont
         .map(|f| root.join(&f.path).to_string_lossy().into_owned())
         .collect();
     let ctx = SessionContext::new();
-    let schema = ctstats_schemas::arrow_schema();
+    let schema = manifest.schema();
     let options = ParquetReadOptions::default().schema(&schema);
     let table = ctx.read_parquet(paths, options).await?;
     if in_memory {

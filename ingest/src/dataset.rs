@@ -16,13 +16,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, BooleanArray};
+use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
 use ctstats_schemas::manifest::{
     BatchEntry, DATA_DIR, FileEntry, LOCK_FILE, MANIFEST_FILE, Manifest, STAGING_DIR,
     WithdrawalEntry,
 };
 use ctstats_schemas::meta;
+use ctstats_schemas::pseudonyms::KeyColumn;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -375,10 +376,9 @@ pub fn filter_file(
     let (mut kept, mut removed) = (0u64, 0u64);
     for batch in reader {
         let batch = batch?;
-        let keys = batch.column(key_column).as_string::<i32>();
-        let keep: BooleanArray = keys
-            .iter()
-            .map(|k| Some(!remove.contains(k.unwrap_or_default())))
+        let keys = key_column_of(batch.column(key_column).as_ref())?;
+        let keep: BooleanArray = (0..keys.len())
+            .map(|i| Some(!remove.contains(keys.hex(i).as_ref())))
             .collect();
         let filtered = filter_record_batch(&batch, &keep)?;
         removed += (batch.num_rows() - filtered.num_rows()) as u64;
@@ -406,10 +406,20 @@ pub fn record_keys_at(path: &Path) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let array = batch.column(0).as_string::<i32>();
-        keys.extend(array.iter().map(|k| k.unwrap_or_default().to_string()));
+        let array = key_column_of(batch.column(0).as_ref())?;
+        keys.extend((0..array.len()).map(|i| array.hex(i).into_owned()));
     }
     Ok(keys)
+}
+
+/// A file's record key column in either stored form.
+fn key_column_of(array: &dyn arrow::array::Array) -> Result<KeyColumn<'_>> {
+    KeyColumn::new(array).ok_or_else(|| {
+        Error::Arrow(arrow::error::ArrowError::SchemaError(format!(
+            "record_key is stored as {}, not as a pseudonym",
+            array.data_type()
+        )))
+    })
 }
 
 fn collect_parquet(root: &Path, rel: &Path, out: &mut Vec<String>) -> Result<()> {

@@ -138,6 +138,7 @@ pub fn ingest(
         organisation: req.organisation.clone(),
         reporting_mission: mission.to_string(),
         key_id: keys.key_id().to_string(),
+        keys: manifest.key_encoding(),
         ingested_at: req.now,
     };
     let mut writer = BatchWriter::new(&staging, constants);

@@ -9,16 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use ctstats_schemas::{FIELDS, FieldKind, SCHEMA_VERSION, arrow_schema, meta};
+use ctstats_schemas::pseudonyms::{self, from_hex};
+use ctstats_schemas::{FIELDS, FieldKind, KeyEncoding, SCHEMA_VERSION, arrow_schema_for, meta};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::map::Value;
 use crate::pseudonymise::OutputRow;
@@ -33,6 +35,8 @@ pub struct BatchConstants {
     pub organisation: String,
     pub reporting_mission: String,
     pub key_id: String,
+    /// How the dataset stores its keys (its manifest format's encoding).
+    pub keys: KeyEncoding,
     pub ingested_at: DateTime<Utc>,
 }
 
@@ -67,9 +71,12 @@ impl std::fmt::Debug for BatchWriter {
     }
 }
 
-/// Writer properties shared by every file of the dataset.
+/// Writer properties shared by every file of the dataset. The keys are unique per record (and
+/// nearly so per person): a dictionary would only be built to be abandoned, so they have none.
 pub fn writer_properties(batch_id: &str, key_id: &str) -> WriterProperties {
     WriterProperties::builder()
+        .set_column_dictionary_enabled(ColumnPath::from("record_key"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("person_key"), false)
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid zstd level"),
         ))
@@ -103,7 +110,8 @@ impl BatchWriter {
             let path = self.staging.join(&relative);
             let file = File::create(&path).map_err(crate::Error::io(&path))?;
             let props = writer_properties(&self.constants.batch_id, &self.constants.key_id);
-            let writer = ArrowWriter::try_new(file, arrow_schema(), Some(props))?;
+            let writer =
+                ArrowWriter::try_new(file, arrow_schema_for(self.constants.keys), Some(props))?;
             self.partitions.insert(
                 year,
                 Partition {
@@ -169,15 +177,40 @@ pub fn to_record_batch(
                     .for_each(|_| b.append_value(constant.unwrap_or_default()));
                 Arc::new(b.finish())
             }
-            ("record_key" | "person_key" | "person_link_quality", _) => {
-                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 32);
-                for r in rows {
-                    b.append_value(match f.name {
+            ("record_key" | "person_key", _) => {
+                fn key<'r>(r: &'r OutputRow, name: &str) -> &'r str {
+                    match name {
                         "record_key" => r.record_key.as_str(),
-                        "person_key" => r.person_key.as_str(),
-                        _ => r.person_link_quality,
-                    });
+                        _ => r.person_key.as_str(),
+                    }
                 }
+                let key = |r| key(r, f.name);
+                match c.keys {
+                    KeyEncoding::Hex => {
+                        let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 32);
+                        rows.iter().for_each(|r| b.append_value(key(r)));
+                        Arc::new(b.finish())
+                    }
+                    KeyEncoding::Binary => {
+                        let width = pseudonyms::BYTES as i32;
+                        let mut b = FixedSizeBinaryBuilder::with_capacity(rows.len(), width);
+                        for r in rows {
+                            let bytes = from_hex(key(r)).ok_or_else(|| {
+                                arrow::error::ArrowError::InvalidArgumentError(format!(
+                                    "{} is not a 32-character hex pseudonym",
+                                    f.name
+                                ))
+                            })?;
+                            b.append_value(bytes)?;
+                        }
+                        Arc::new(b.finish())
+                    }
+                }
+            }
+            ("person_link_quality", _) => {
+                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
+                rows.iter()
+                    .for_each(|r| b.append_value(r.person_link_quality));
                 Arc::new(b.finish())
             }
             (_, FieldKind::Timestamp) => {
@@ -237,5 +270,5 @@ pub fn to_record_batch(
         };
         columns.push(array);
     }
-    Ok(RecordBatch::try_new(arrow_schema(), columns)?)
+    Ok(RecordBatch::try_new(arrow_schema_for(c.keys), columns)?)
 }

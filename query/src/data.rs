@@ -32,10 +32,10 @@
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use ctstats_schemas::arrow_schema;
 use ctstats_schemas::manifest::Manifest;
+use ctstats_schemas::pseudonyms::KeyColumn;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{SortExpr, col};
@@ -273,7 +273,7 @@ pub(crate) async fn register(
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<SessionContext> {
     let ctx = SessionContext::new();
-    let schema = arrow_schema();
+    let schema = manifest.schema();
     let mut paths = Vec::new();
     for file in manifest.live_files() {
         let relative = Path::new(&file.path);
@@ -303,7 +303,7 @@ pub(crate) async fn register(
 /// Read every live file of `manifest`, sorted by person and record key, into a snapshot.
 async fn load(root: &Path, manifest: &Manifest) -> Result<Snapshot> {
     let ctx = register(root, manifest, &|_| true).await?;
-    let source = arrow_schema();
+    let source = manifest.schema();
     let kept: Vec<&Field> = source
         .fields()
         .iter()
@@ -319,7 +319,7 @@ async fn load(root: &Path, manifest: &Manifest) -> Result<Snapshot> {
 
     // Ranks in place of the keys; coded text as dictionaries.
     let mut person_rank: i64 = -1;
-    let mut last_person: Option<String> = None;
+    let mut last_person: Option<Vec<u8>> = None;
     let mut row: i64 = 0;
     let mut converted: Vec<Vec<ArrayRef>> = Vec::with_capacity(sorted.len());
     for batch in &sorted {
@@ -328,15 +328,29 @@ async fn load(root: &Path, manifest: &Manifest) -> Result<Snapshot> {
             let array = batch.column(i);
             let array: ArrayRef = match field.name().as_str() {
                 "person_key" => {
-                    let keys = arrow::compute::cast(array, &DataType::Utf8)
-                        .map_err(DataFusionError::from)?;
-                    let keys = keys.as_string::<i32>();
+                    // Hex text (format 1) may come back dictionary-encoded; raw bytes as they are.
+                    let keys = match KeyColumn::new(array.as_ref()) {
+                        Some(_) => array.clone(),
+                        None => arrow::compute::cast(array, &DataType::Utf8)
+                            .map_err(DataFusionError::from)?,
+                    };
+                    let keys = KeyColumn::new(keys.as_ref()).ok_or_else(|| {
+                        DataFusionError::Plan("person_key is not a key column".into())
+                    })?;
                     let ranks: Int64Array = (0..keys.len())
                         .map(|j| {
-                            let key = keys.value(j);
-                            if last_person.as_deref() != Some(key) {
-                                person_rank += 1;
-                                last_person = Some(key.to_string());
+                            let key = keys.bytes(j);
+                            match &mut last_person {
+                                Some(last) if last.as_slice() == key => {}
+                                Some(last) => {
+                                    last.clear();
+                                    last.extend_from_slice(key);
+                                    person_rank += 1;
+                                }
+                                None => {
+                                    last_person = Some(key.to_vec());
+                                    person_rank += 1;
+                                }
                             }
                             Some(person_rank)
                         })

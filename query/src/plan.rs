@@ -69,6 +69,11 @@ use crate::spec::{
     Bin, Dimension, KeysMode, Measure, Period, SpecErrors, UNKNOWN, ValidatedSpec, ValueColumn,
 };
 
+/// The frame of every per-person window. The rows a window numbers are the same under any
+/// frame, but without this one DataFusion plans its default `RANGE` frame, which cannot order
+/// 16-byte binary keys (format 2 datasets).
+pub(crate) const ROWS: &str = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW";
+
 /// How much one person can change a component: the sensitivities the noise is scaled to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Contribution {
@@ -438,7 +443,7 @@ fn statement(spec: &ValidatedSpec, missions: &[String]) -> String {
 
     format!(
         "WITH {ctes}, \
-         ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) \
+         ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key {ROWS}) \
            AS contribution_rank FROM filtered), \
          kept AS (SELECT {kept_cols} FROM ranked WHERE contribution_rank <= {k}) \
          SELECT {select} FROM kept {cell_filter} {group_by}",

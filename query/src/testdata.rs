@@ -8,12 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanBuilder, Date32Builder, FixedSizeBinaryBuilder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field};
-use ctstats_schemas::manifest::{BatchEntry, FileEntry, MANIFEST_FILE, Manifest, partition_dir};
-use ctstats_schemas::{FIELDS, FieldKind, arrow_schema};
+use ctstats_schemas::manifest::{
+    BatchEntry, FileEntry, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, partition_dir,
+};
+use ctstats_schemas::{FIELDS, FieldKind, KeyEncoding, arrow_schema_for, pseudonyms};
 use datafusion::parquet::arrow::ArrowWriter;
 
 use crate::spec::{QuerySpec, ValidatedSpec};
@@ -55,12 +57,35 @@ pub(crate) fn days(year: i32, month: u32) -> i32 {
     era * 146_097 + doe - 719_468
 }
 
-pub(crate) fn record_batch(recs: &[Rec]) -> RecordBatch {
-    let schema = arrow_schema();
+/// A test key as stored: the text itself (format 1), or its bytes padded with zeros to 16
+/// (format 2), which orders the keys as their text does.
+fn stored_key(text: &str) -> [u8; pseudonyms::BYTES] {
+    assert!(
+        text.len() <= pseudonyms::BYTES,
+        "test key {text} is too long"
+    );
+    let mut bytes = [0u8; pseudonyms::BYTES];
+    bytes[..text.len()].copy_from_slice(text.as_bytes());
+    bytes
+}
+
+pub(crate) fn record_batch(recs: &[Rec], keys: KeyEncoding) -> RecordBatch {
+    let schema = arrow_schema_for(keys);
     let columns: Vec<ArrayRef> = FIELDS
         .iter()
         .map(|f| -> ArrayRef {
             match f.kind {
+                FieldKind::Pseudonym if keys == KeyEncoding::Binary => {
+                    let mut b = FixedSizeBinaryBuilder::new(pseudonyms::BYTES as i32);
+                    for r in recs {
+                        let text = match f.name {
+                            "record_key" => &r.record,
+                            _ => &r.person,
+                        };
+                        b.append_value(stored_key(text)).unwrap();
+                    }
+                    Arc::new(b.finish())
+                }
                 FieldKind::Month => {
                     let mut b = Date32Builder::new();
                     for r in recs {
@@ -130,6 +155,11 @@ pub(crate) fn record_batch(recs: &[Rec]) -> RecordBatch {
 /// Write the records as one committed batch per (mission, year) partition, as ingest lays
 /// them out, and a manifest listing them.
 pub(crate) fn write_dataset(root: &Path, recs: &[Rec]) {
+    write_dataset_in(root, recs, KeyEncoding::CURRENT)
+}
+
+/// [`write_dataset`] with the keys stored as `keys` (and the manifest format that goes with it).
+pub(crate) fn write_dataset_in(root: &Path, recs: &[Rec], keys: KeyEncoding) {
     let mut partitions: BTreeMap<(&str, i32), Vec<Rec>> = BTreeMap::new();
     for r in recs {
         partitions
@@ -139,9 +169,9 @@ pub(crate) fn write_dataset(root: &Path, recs: &[Rec]) {
     }
     let mut files = Vec::new();
     for ((mission, year), rows) in &partitions {
-        files.push(write_file(root, mission, *year, "b1", rows));
+        files.push(write_file_in(root, mission, *year, "b1", rows, keys));
     }
-    write_manifest(root, files);
+    write_manifest(root, files, keys);
 }
 
 pub(crate) fn write_file(
@@ -151,12 +181,23 @@ pub(crate) fn write_file(
     batch: &str,
     rows: &[Rec],
 ) -> FileEntry {
+    write_file_in(root, mission, year, batch, rows, KeyEncoding::CURRENT)
+}
+
+fn write_file_in(
+    root: &Path,
+    mission: &str,
+    year: i32,
+    batch: &str,
+    rows: &[Rec],
+    keys: KeyEncoding,
+) -> FileEntry {
     let relative = format!("{}/part-{batch}.parquet", partition_dir(mission, year));
     let path = root.join(&relative);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut writer =
-        ArrowWriter::try_new(File::create(&path).unwrap(), arrow_schema(), None).unwrap();
-    writer.write(&record_batch(rows)).unwrap();
+    let schema = arrow_schema_for(keys);
+    let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+    writer.write(&record_batch(rows, keys)).unwrap();
     writer.close().unwrap();
     FileEntry {
         path: relative,
@@ -164,8 +205,12 @@ pub(crate) fn write_file(
     }
 }
 
-pub(crate) fn write_manifest(root: &Path, files: Vec<FileEntry>) {
+fn write_manifest(root: &Path, files: Vec<FileEntry>, keys: KeyEncoding) {
     let manifest = Manifest {
+        format: match keys {
+            KeyEncoding::Hex => 1,
+            KeyEncoding::Binary => MANIFEST_FORMAT,
+        },
         generation: 1,
         key_id: Some("test".into()),
         batches: vec![BatchEntry {

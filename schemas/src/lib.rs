@@ -11,6 +11,7 @@
 pub mod codes;
 pub mod countries;
 pub mod manifest;
+pub mod pseudonyms;
 
 use std::sync::{Arc, OnceLock};
 
@@ -36,7 +37,8 @@ pub mod meta {
 pub enum FieldKind {
     /// Free text chosen by ctstats itself (batch ids, organisation ids): never NGO free text.
     Id,
-    /// A keyed BLAKE3 pseudonym in lowercase hex.
+    /// A keyed BLAKE3 pseudonym of 16 bytes: stored as raw bytes (format 2 datasets) or as 32
+    /// lowercase hex characters (format 1), shown as hex.
     Pseudonym,
     /// One value of a code list.
     Code { list: &'static str },
@@ -76,12 +78,19 @@ pub struct FieldDef {
 }
 
 impl FieldDef {
-    /// The Arrow type the field is stored as.
+    /// The Arrow type the field is stored as in a dataset of the current format.
     pub fn data_type(&self) -> DataType {
+        self.data_type_in(KeyEncoding::CURRENT)
+    }
+
+    /// The Arrow type the field is stored as in a dataset whose keys are stored as `keys`.
+    pub fn data_type_in(&self, keys: KeyEncoding) -> DataType {
         match self.kind {
-            FieldKind::Id | FieldKind::Pseudonym | FieldKind::Code { .. } | FieldKind::Country => {
-                DataType::Utf8
-            }
+            FieldKind::Pseudonym => match keys {
+                KeyEncoding::Binary => DataType::FixedSizeBinary(pseudonyms::BYTES as i32),
+                KeyEncoding::Hex => DataType::Utf8,
+            },
+            FieldKind::Id | FieldKind::Code { .. } | FieldKind::Country => DataType::Utf8,
             FieldKind::CodeSet { .. } => {
                 DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)))
             }
@@ -435,19 +444,45 @@ pub fn field(name: &str) -> Option<&'static FieldDef> {
     FIELDS.iter().find(|f| f.name == name)
 }
 
-/// The canonical record as an Arrow schema, carrying its version in the schema metadata.
+/// How a dataset stores its pseudonyms (`record_key`, `person_key`); fixed by the dataset's
+/// manifest format, so every file of one dataset has one schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// 32 lowercase hex characters in a Utf8 column: datasets of manifest format 1.
+    Hex,
+    /// 16 raw bytes in a `FixedSizeBinary(16)` column: datasets of manifest format 2 on. Half
+    /// the bytes, no dictionary, and a sort compares 16 bytes instead of 32 characters.
+    Binary,
+}
+
+impl KeyEncoding {
+    /// The encoding new datasets are created with.
+    pub const CURRENT: KeyEncoding = KeyEncoding::Binary;
+}
+
+/// The canonical record as an Arrow schema of the current format, carrying its version in the
+/// schema metadata.
 pub fn arrow_schema() -> SchemaRef {
-    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let fields: Vec<Field> = FIELDS
-                .iter()
-                .map(|f| Field::new(f.name, f.data_type(), f.nullable))
-                .collect();
-            let metadata = [(meta::SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string())];
-            Arc::new(Schema::new(fields).with_metadata(metadata.into_iter().collect()))
-        })
-        .clone()
+    arrow_schema_for(KeyEncoding::CURRENT)
+}
+
+/// The canonical record as stored by a dataset whose keys are stored as `keys`.
+pub fn arrow_schema_for(keys: KeyEncoding) -> SchemaRef {
+    static BINARY: OnceLock<SchemaRef> = OnceLock::new();
+    static HEX: OnceLock<SchemaRef> = OnceLock::new();
+    let cell = match keys {
+        KeyEncoding::Binary => &BINARY,
+        KeyEncoding::Hex => &HEX,
+    };
+    cell.get_or_init(|| {
+        let fields: Vec<Field> = FIELDS
+            .iter()
+            .map(|f| Field::new(f.name, f.data_type_in(keys), f.nullable))
+            .collect();
+        let metadata = [(meta::SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string())];
+        Arc::new(Schema::new(fields).with_metadata(metadata.into_iter().collect()))
+    })
+    .clone()
 }
 
 /// The schema document handed to NGOs: every field with its type and allowed values.
@@ -585,5 +620,23 @@ mod tests {
             Some(SCHEMA_VERSION)
         );
         assert_eq!(s.fields().len(), FIELDS.len());
+    }
+
+    #[test]
+    fn the_two_key_encodings_differ_only_in_the_key_columns() {
+        let (hex, binary) = (
+            arrow_schema_for(KeyEncoding::Hex),
+            arrow_schema_for(KeyEncoding::Binary),
+        );
+        for (h, b) in hex.fields().iter().zip(binary.fields()) {
+            assert_eq!(h.name(), b.name());
+            if matches!(h.name().as_str(), "record_key" | "person_key") {
+                assert_eq!(h.data_type(), &DataType::Utf8);
+                assert_eq!(b.data_type(), &DataType::FixedSizeBinary(16));
+            } else {
+                assert_eq!(h, b);
+            }
+        }
+        assert_eq!(arrow_schema(), binary);
     }
 }

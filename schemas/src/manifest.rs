@@ -17,14 +17,21 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
+
+use crate::KeyEncoding;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const DATA_DIR: &str = "data";
 pub const STAGING_DIR: &str = ".staging";
 pub const LOCK_FILE: &str = ".lock";
-/// Version of the manifest format itself.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// Version of the manifest format itself, which new datasets are created with. Format 2 stores
+/// the keys as 16 raw bytes; format 1 (hex text keys) is still read, and a format 1 dataset
+/// keeps its format when it grows, so all files of one dataset share one schema.
+pub const MANIFEST_FORMAT: u32 = 2;
+/// The oldest manifest format still read.
+pub const OLDEST_MANIFEST_FORMAT: u32 = 1;
 
 /// The committed state of a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,16 +124,31 @@ impl Manifest {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        if manifest.format != MANIFEST_FORMAT {
+        if !(OLDEST_MANIFEST_FORMAT..=MANIFEST_FORMAT).contains(&manifest.format) {
             return Err(ManifestError::Invalid {
                 path,
                 message: format!(
-                    "manifest format {} is not supported (expected {MANIFEST_FORMAT})",
+                    "manifest format {} is not supported (this version reads \
+                     {OLDEST_MANIFEST_FORMAT} to {MANIFEST_FORMAT})",
                     manifest.format
                 ),
             });
         }
         Ok(manifest)
+    }
+
+    /// How this dataset's files store their keys.
+    pub fn key_encoding(&self) -> KeyEncoding {
+        if self.format == 1 {
+            KeyEncoding::Hex
+        } else {
+            KeyEncoding::Binary
+        }
+    }
+
+    /// The Arrow schema of every file of this dataset.
+    pub fn schema(&self) -> SchemaRef {
+        crate::arrow_schema_for(self.key_encoding())
     }
 
     /// Every live file, relative to the root.
@@ -147,4 +169,44 @@ impl Manifest {
 /// The hive-style partition directory of a mission and registration year, relative to the root.
 pub fn partition_dir(mission: &str, year: i32) -> String {
     format!("{DATA_DIR}/mission={mission}/year={year}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_with_format(format: u32) -> Result<Manifest, ManifestError> {
+        let dir =
+            std::env::temp_dir().join(format!("ctstats-manifest-{}-{format}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = Manifest {
+            format,
+            ..Manifest::default()
+        };
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let read = Manifest::read(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        read
+    }
+
+    #[test]
+    fn new_datasets_store_binary_keys_and_format_1_is_still_read_as_hex() {
+        assert_eq!(Manifest::default().format, MANIFEST_FORMAT);
+        assert_eq!(Manifest::default().key_encoding(), KeyEncoding::Binary);
+        assert_eq!(
+            read_with_format(2).unwrap().key_encoding(),
+            KeyEncoding::Binary
+        );
+        let old = read_with_format(1).unwrap();
+        assert_eq!(old.key_encoding(), KeyEncoding::Hex);
+        assert_eq!(old.schema(), crate::arrow_schema_for(KeyEncoding::Hex));
+        for unknown in [0, MANIFEST_FORMAT + 1] {
+            let message = read_with_format(unknown).unwrap_err().to_string();
+            assert!(message.contains("is not supported"), "{message}");
+        }
+    }
 }

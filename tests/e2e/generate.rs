@@ -10,6 +10,7 @@ use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::Date32Type;
 use chrono::{Datelike, Days, NaiveDate};
 use ctstats_ingest::{Dataset, Status};
+use ctstats_schemas::pseudonyms::KeyColumn;
 use ctstats_synth::{
     Config, FileFormat, GeneratedFile, GroundTruth, MissionYear, ProfileKind, TextEncoding,
     generate,
@@ -104,7 +105,7 @@ fn observed(root: &Path) -> (u64, u64, u64, BTreeMap<String, MissionYear>) {
         let (mission, month, person, org, gender) = (
             mission.as_string::<i32>(),
             month.as_primitive::<Date32Type>(),
-            person.as_string::<i32>(),
+            KeyColumn::new(person.as_ref()).expect("person_key is a key column"),
             org.as_string::<i32>(),
             gender.as_string::<i32>(),
         );
@@ -120,7 +121,7 @@ fn observed(root: &Path) -> (u64, u64, u64, BTreeMap<String, MissionYear>) {
             cases += 1;
             let year = (epoch + Days::new(month.value(i) as u64)).year();
             let key = format!("{}/{year}", mission.value(i));
-            let p = person.value(i).to_string();
+            let p = person.hex(i).into_owned();
             orgs_of
                 .entry(p.clone())
                 .or_default()

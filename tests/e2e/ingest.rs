@@ -303,6 +303,121 @@ fn correction_supersedes_the_earlier_record() {
     assert_eq!(live_rows(dataset.root()), 8);
 }
 
+/// Rewrite the committed dataset at `root` as manifest format 1 stored it (before keys were 16
+/// raw bytes): the keys as 32-character hex text, each file's key-value metadata kept, the
+/// manifest's format 1.
+fn as_format_1(root: &Path) {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use ctstats_schemas::pseudonyms::KeyColumn;
+    use ctstats_schemas::{KeyEncoding, arrow_schema_for, manifest::MANIFEST_FILE};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+
+    let schema = arrow_schema_for(KeyEncoding::Hex);
+    let mut manifest = Manifest::read(root).unwrap();
+    assert_eq!(manifest.format, 2, "new datasets are created in format 2");
+    for f in manifest.live_files() {
+        let path = root.join(&f.path);
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(kv)
+            .build();
+        let out = std::fs::File::create(&path).unwrap();
+        let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).unwrap();
+        for batch in batches {
+            let columns: Vec<ArrayRef> = batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, column)| match field.name().as_str() {
+                    "record_key" | "person_key" => {
+                        let keys = KeyColumn::new(column.as_ref()).unwrap();
+                        let text: StringArray =
+                            (0..keys.len()).map(|i| Some(keys.hex(i))).collect();
+                        std::sync::Arc::new(text) as ArrayRef
+                    }
+                    _ => column.clone(),
+                })
+                .collect();
+            writer
+                .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+                .unwrap();
+        }
+        writer.close().unwrap();
+    }
+    manifest.format = 1;
+    std::fs::write(
+        root.join(MANIFEST_FILE),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+/// The stored type of `column` in every live file of the dataset at `root`.
+fn stored_types(root: &Path, column: &str) -> HashSet<String> {
+    live_batches(root)
+        .iter()
+        .map(|b| b.column_by_name(column).unwrap().data_type().to_string())
+        .collect()
+}
+
+// A dataset of manifest format 1 (keys as hex text) is read, corrected, grown and withdrawn from
+// in its own format, and ends up holding what a format 2 dataset given the same files holds.
+#[test]
+fn a_format_1_dataset_grows_in_its_own_format_and_holds_what_format_2_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    let a = write(tmp.path(), "a.csv", FILE_A);
+    let b = write(tmp.path(), "b.csv", FILE_B);
+    for root in [&old, &new] {
+        let dataset = Dataset::open(root).unwrap();
+        ingest_file(&dataset, &a, "ngo-a", "KGZ", "canonical", false);
+    }
+    let before = render_rows(&new);
+    as_format_1(&old);
+    assert_eq!(
+        stored_types(&old, "person_key"),
+        ["Utf8".to_string()].into()
+    );
+    assert_eq!(
+        render_rows(&old),
+        before,
+        "the keys read back as the same hex"
+    );
+
+    for root in [&old, &new] {
+        let dataset = Dataset::open(root).unwrap();
+        let report = ingest_file(&dataset, &b, "ngo-a", "KGZ", "canonical", false);
+        assert_eq!(report.status, Status::Committed);
+        assert_eq!(report.rows_superseding, 1, "the correction of K-1 is found");
+        let withdrawn =
+            ctstats_ingest::withdraw(&dataset, &test_secret(), "ngo-a", "K-2", test_now())
+                .unwrap()
+                .rows_removed;
+        assert_eq!(withdrawn, 1);
+    }
+    assert_eq!(Manifest::read(&old).unwrap().format, 1, "format 1 stays 1");
+    assert_eq!(Manifest::read(&new).unwrap().format, 2);
+    for column in ["record_key", "person_key"] {
+        assert_eq!(stored_types(&old, column), ["Utf8".to_string()].into());
+        assert_eq!(
+            stored_types(&new, column),
+            ["FixedSizeBinary(16)".to_string()].into()
+        );
+    }
+    assert_eq!(live_rows(&old), 4);
+    assert_eq!(render_rows(&old), render_rows(&new));
+}
+
 #[test]
 fn withdrawal_removes_the_record_everywhere() {
     let tmp = tempfile::tempdir().unwrap();

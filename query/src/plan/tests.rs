@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ctstats_schemas::KeyEncoding;
 use ctstats_schemas::manifest::{FileEntry, MANIFEST_FILE, partition_dir};
 use proptest::prelude::*;
 
@@ -679,36 +680,53 @@ const KERNEL_QUERIES: &[&str] = &[
 
 /// The kernel over the snapshot of `recs` answers `json` (it does not fall back to the SQL)
 /// with exactly the aggregates and records-per-person counts of the SQL over the files.
+/// The kernel over the snapshot and the SQL over the files of `recs`, in both key formats: the
+/// format 2 SQL is the reference; every other answer must equal it (and the kernel must not
+/// fall back).
 fn kernel_matches_sql(recs: &[Rec], json: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    write_dataset(dir.path(), recs);
     let s = spec(json);
-    let files = Data::files(dir.path());
-    let (groups, counts) = block_on(async {
-        match in_memory(dir.path()).acquire(&|_| true).await.unwrap() {
-            Source::Snapshot(snapshot) => (
-                kernel::aggregate(snapshot.batches(), &s, &missions()),
-                kernel::records_per_person(snapshot.batches(), &s, &missions(), 3),
-            ),
-            Source::Files(_) => panic!("the snapshot was not loaded"),
-        }
-    });
-    let sql = block_on(aggregate(&Paid::for_tests(), &files, &missions(), &s)).unwrap();
-    let groups = groups.unwrap_or_else(|| panic!("the kernel fell back to SQL on {json}"));
-    assert_eq!(
-        assemble(&s, &missions(), sql.generation, groups),
-        sql,
-        "{json}"
-    );
-    let sql_counts = block_on(records_per_person(
-        &Paid::for_tests(),
-        &files,
-        &missions(),
-        &s,
-        3,
-    ))
-    .unwrap();
-    assert_eq!(counts, Some(sql_counts), "records per person of {json}");
+    let mut reference = None;
+    for keys in [KeyEncoding::Binary, KeyEncoding::Hex] {
+        let dir = tempfile::tempdir().unwrap();
+        write_dataset_in(dir.path(), recs, keys);
+        let files = Data::files(dir.path());
+        let (groups, counts) = block_on(async {
+            match in_memory(dir.path()).acquire(&|_| true).await.unwrap() {
+                Source::Snapshot(snapshot) => (
+                    kernel::aggregate(snapshot.batches(), &s, &missions()),
+                    kernel::records_per_person(snapshot.batches(), &s, &missions(), 3),
+                ),
+                Source::Files(_) => panic!("{keys:?}: the snapshot was not loaded"),
+            }
+        });
+        let sql = block_on(aggregate(&Paid::for_tests(), &files, &missions(), &s)).unwrap();
+        let sql_counts = block_on(records_per_person(
+            &Paid::for_tests(),
+            &files,
+            &missions(),
+            &s,
+            3,
+        ))
+        .unwrap();
+        let (want, want_counts) =
+            reference.get_or_insert_with(|| (sql.clone(), sql_counts.clone()));
+        assert_eq!(&sql, want, "{keys:?} files, {json}");
+        assert_eq!(
+            &sql_counts, want_counts,
+            "{keys:?} records per person, {json}"
+        );
+        let groups = groups.unwrap_or_else(|| panic!("{keys:?}: the kernel fell back on {json}"));
+        assert_eq!(
+            &assemble(&s, &missions(), sql.generation, groups),
+            want,
+            "{keys:?} snapshot, {json}"
+        );
+        assert_eq!(
+            counts.as_ref(),
+            Some(&*want_counts),
+            "{keys:?} snapshot records per person, {json}"
+        );
+    }
 }
 
 proptest! {

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::dp::{self, DpError, Released, Sensitivity};
 use crate::indicators::{Counted, Formula, Indicator, Source};
 use crate::ledger::{self, Paid};
+use crate::plan::ROWS;
 use crate::plan::{self, PlanError};
 use crate::spec::{DEFAULT_LIST_ITEMS_BOUND, Dimension, Month, Period, UNKNOWN};
 
@@ -440,7 +441,7 @@ impl Design {
             "WITH base AS (SELECT {base} FROM records \
                WHERE registration_month >= DATE '{from}' AND registration_month < DATE '{until}'), \
              filtered AS (SELECT * FROM base WHERE c_mission IN ({missions})), \
-             ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key) \
+             ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key {ROWS}) \
                AS contribution_rank FROM filtered), \
              kept AS (SELECT * FROM ranked WHERE contribution_rank <= {k})",
             base = base.join(", "),
@@ -464,7 +465,7 @@ impl Design {
         case_cols.push("f_assistance".into());
         let persons_sql = format!(
             "{kept}, firsts AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key, c_mission, \
-             c_period ORDER BY record_key) AS cell_rank FROM kept) \
+             c_period ORDER BY record_key {ROWS}) AS cell_rank FROM kept) \
              SELECT {cols}, COUNT(*) AS n FROM firsts WHERE cell_rank = 1 GROUP BY {cols}",
             cols = group(&person_cols)
         );
