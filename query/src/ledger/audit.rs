@@ -1,22 +1,14 @@
-//! The audit log: append-only (SQLite triggers refuse updates and deletes), written in group
-//! commits.
-//!
-//! Every entry is durable before the call that wrote it returns, as before; but the entries of
-//! concurrent callers share one transaction and one fsync. A writer thread with its own
-//! connection takes every entry waiting, inserts them in one `BEGIN IMMEDIATE` transaction,
-//! commits (synchronous `FULL`), and only then tells each caller. One request at a time pays one
-//! fsync as before; 64 at once pay one between them. Charges do not go through it: each charge is
-//! still its own immediate transaction on the ledger's connection, committed before its answer
-//! is computed (the write-ahead guarantee is untouched).
-
-use std::sync::mpsc;
+//! The audit log: append-only (SQLite triggers refuse updates and deletes), written in the
+//! ledger writer's group commits (`writer`): every entry is durable before the call that wrote
+//! it returns, and the entries of concurrent callers share one transaction and one fsync.
 
 use rusqlite::{Connection, params};
 
+use super::writer::{Done, Job};
 use super::*;
 
 /// One audit line to write.
-struct Entry {
+pub(super) struct Entry {
     principal_id: Option<String>,
     action: String,
     detail: String,
@@ -25,84 +17,23 @@ struct Entry {
     outcome: String,
 }
 
-/// One entry waiting for the writer, and where to say it is committed.
-struct Pending {
-    entry: Entry,
-    done: mpsc::SyncSender<Result<(), String>>,
-}
-
-/// The group-commit writer of the audit log.
-#[derive(Debug)]
-pub(super) struct AuditWriter {
-    queue: Mutex<mpsc::Sender<Pending>>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("action", &self.entry.action)
-            .finish()
-    }
-}
-
-impl AuditWriter {
-    /// A writer over its own connection to the ledger file.
-    pub(super) fn start(conn: Connection) -> AuditWriter {
-        let (queue, entries) = mpsc::channel::<Pending>();
-        std::thread::Builder::new()
-            .name("ctstats-audit".into())
-            .spawn(move || write_loop(conn, entries))
-            .expect("starting the audit writer thread");
-        AuditWriter {
-            queue: Mutex::new(queue),
-        }
-    }
-}
-
-/// Most entries in one transaction.
-const GROUP: usize = 512;
-
-fn write_loop(mut conn: Connection, entries: mpsc::Receiver<Pending>) {
-    while let Ok(first) = entries.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match entries.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let result = insert(&mut conn, group.iter().map(|p| &p.entry)).map_err(|e| e.to_string());
-        for pending in group {
-            let _ = pending.done.send(result.clone());
-        }
-    }
-}
-
-/// Insert `entries` in one immediate transaction.
-fn insert<'a>(
-    conn: &mut Connection,
-    entries: impl Iterator<Item = &'a Entry>,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO audit (principal_id, action, detail, rho, epsilon, delta, outcome) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for e in entries {
-            let [rho, epsilon, delta] = e.units;
-            stmt.execute(params![
-                e.principal_id,
-                e.action,
-                e.detail,
-                rho,
-                epsilon,
-                delta,
-                e.outcome
-            ])?;
-        }
-    }
-    tx.commit()
+/// Insert `entry` (inside the writer's transaction).
+pub(super) fn insert(conn: &Connection, e: &Entry) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO audit (principal_id, action, detail, rho, epsilon, delta, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let [rho, epsilon, delta] = e.units;
+    stmt.execute(params![
+        e.principal_id,
+        e.action,
+        e.detail,
+        rho,
+        epsilon,
+        delta,
+        e.outcome
+    ])?;
+    Ok(())
 }
 
 impl Ledger {
@@ -128,22 +59,12 @@ impl Ledger {
             ],
             outcome: outcome.to_string(),
         };
-        // An in-memory ledger has no file for a second connection: its own writes it.
-        let Some(writer) = &self.audit_writer else {
-            return Ok(insert(&mut self.conn(), std::iter::once(&entry))?);
-        };
-        let (done, committed) = mpsc::sync_channel(1);
-        let stopped = || LedgerError::Io("the audit writer stopped".into());
-        writer
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Pending { entry, done })
-            .map_err(|_| stopped())?;
-        committed
-            .recv()
-            .map_err(|_| stopped())?
-            .map_err(LedgerError::Audit)
+        match self.write(Job::Audit(entry))? {
+            Done::Audit => Ok(()),
+            _ => Err(LedgerError::Write(
+                "an audit entry was answered as another job".into(),
+            )),
+        }
     }
 
     /// The audit log, oldest first.

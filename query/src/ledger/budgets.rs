@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::writer::{Done, Job};
 use super::*;
 
 /// A budget as set: (epsilon, delta), or a zCDP rho.
@@ -71,7 +72,7 @@ pub enum Refusal {
 
 /// A budget's limit in stored units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Limit {
+pub(super) struct Limit {
     epsilon: i64,
     delta: i64,
     rho: Option<i64>,
@@ -79,7 +80,7 @@ struct Limit {
 
 /// Charges in stored units, in the terms they compose in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-struct Units {
+pub(super) struct Units {
     rho: i64,
     approx_epsilon: i64,
     approx_delta: i64,
@@ -336,60 +337,47 @@ impl Ledger {
         query_hash: &str,
         loss: Loss,
     ) -> Result<Charge> {
-        let new = LossUnits::checked(&loss)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(limit) = principal_limit(&tx, principal_id, dataset)? else {
-            return Ok(Charge::NoBudget);
+        let job = ChargeJob {
+            principal_id: principal_id.to_string(),
+            dataset: dataset.to_string(),
+            query_hash: query_hash.to_string(),
+            new: LossUnits::checked(&loss)?,
+            owner: self.owner.id.clone(),
         };
-        if let Some(answer) = stored_answer(&tx, principal_id, dataset, query_hash)? {
-            let units = principal_units(&tx, principal_id, dataset)?;
-            let budget = self.views.get(&limit, &units)?;
-            return Ok(Charge::Reused { answer, budget });
-        }
-        let before = principal_units(&tx, principal_id, dataset)?;
-        let mut mine = before.clone();
-        mine.add(&new);
-        if let Some(reason) = mine.check(&limit)? {
-            return Ok(Charge::Refused {
-                by: Scope::Principal,
+        let Done::Charge(decision) = self.write(Job::Charge(job))? else {
+            return Err(LedgerError::Write(
+                "a charge was answered as another job".into(),
+            ));
+        };
+        // Composed after the commit, so neither the write lock nor the writer is held.
+        Ok(match decision {
+            Decision::NoBudget => Charge::NoBudget,
+            Decision::Reused {
+                answer,
+                limit,
+                units,
+            } => Charge::Reused {
+                answer,
+                budget: self.views.get(&limit, &units)?,
+            },
+            Decision::Refused {
+                by,
+                reason,
+                limit,
+                before,
+            } => Charge::Refused {
+                by,
                 reason,
                 budget: self.views.get(&limit, &before)?,
-            });
-        }
-        if let Some(dataset_limit) = dataset_limit(&tx, dataset)? {
-            let before = dataset_units(&tx, dataset)?;
-            let mut all = before.clone();
-            all.add(&new);
-            if let Some(reason) = all.check(&dataset_limit)? {
-                return Ok(Charge::Refused {
-                    by: Scope::Dataset,
-                    reason,
-                    budget: self.views.get(&dataset_limit, &before)?,
-                });
-            }
-        }
-        tx.execute(
-            "INSERT INTO charges (principal_id, dataset, query_hash, rho, epsilon, delta, owner) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                principal_id,
-                dataset,
-                query_hash,
-                new.rho,
-                new.epsilon,
-                new.delta,
-                self.owner.id
-            ],
-        )?;
-        let charge_id = tx.last_insert_rowid();
-        tx.commit()?;
-        drop(conn);
-        // Composed after the commit, so neither the write lock nor the connection is held.
-        let budget = self.views.get(&limit, &mine)?;
-        Ok(Charge::Charged {
-            paid: Paid { charge_id, loss },
-            budget,
+            },
+            Decision::Charged {
+                charge_id,
+                limit,
+                mine,
+            } => Charge::Charged {
+                paid: Paid { charge_id, loss },
+                budget: self.views.get(&limit, &mine)?,
+            },
         })
     }
 
@@ -442,19 +430,21 @@ impl Ledger {
         })
     }
 
-    /// Store the answer a charge paid for; call before releasing it.
+    /// Store the answer a charge paid for (in the writer's next group commit); call before
+    /// releasing it.
     pub fn store_answer(&self, paid: Paid, answer: &str) -> Result<()> {
         let charge_id = paid.charge_id;
-        let conn = self.conn();
-        let stored = conn.execute(
-            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE id = ?1 AND refunded_at IS NULL",
-            params![charge_id, answer],
-        )?;
-        if stored == 0 {
-            return Err(LedgerError::Refunded(charge_id));
+        let job = Job::Store {
+            charge_id,
+            answer: answer.to_string(),
+        };
+        match self.write(job)? {
+            Done::Store(true) => Ok(()),
+            Done::Store(false) => Err(LedgerError::Refunded(charge_id)),
+            _ => Err(LedgerError::Write(
+                "an answer was answered as another job".into(),
+            )),
         }
-        Ok(())
     }
 
     /// Every charge of a principal on a dataset, in the terms they compose in.
@@ -609,6 +599,109 @@ fn principal_units(
 
 fn dataset_units(conn: &Connection, dataset: &str) -> rusqlite::Result<Units> {
     units_where(conn, "dataset = ?1", &[&dataset])
+}
+
+/// A charge to decide in the writer's transaction.
+pub(super) struct ChargeJob {
+    principal_id: String,
+    dataset: String,
+    query_hash: String,
+    new: LossUnits,
+    /// The ledger instance making it (`owners`).
+    owner: String,
+}
+
+/// What deciding a charge came to, before its budget view is composed.
+pub(super) enum Decision {
+    NoBudget,
+    Reused {
+        answer: String,
+        limit: Limit,
+        units: Units,
+    },
+    Refused {
+        by: Scope,
+        reason: Refusal,
+        limit: Limit,
+        before: Units,
+    },
+    Charged {
+        charge_id: i64,
+        limit: Limit,
+        mine: Units,
+    },
+}
+
+/// Decide and, when it fits both budgets, record the charge `job` (inside the writer's
+/// immediate transaction, which sees every charge before it, committed or ahead of it in the
+/// same group).
+pub(super) fn decide(conn: &Connection, job: &ChargeJob) -> Result<Decision> {
+    let (principal_id, dataset) = (job.principal_id.as_str(), job.dataset.as_str());
+    let Some(limit) = principal_limit(conn, principal_id, dataset)? else {
+        return Ok(Decision::NoBudget);
+    };
+    if let Some(answer) = stored_answer(conn, principal_id, dataset, &job.query_hash)? {
+        let units = principal_units(conn, principal_id, dataset)?;
+        return Ok(Decision::Reused {
+            answer,
+            limit,
+            units,
+        });
+    }
+    let before = principal_units(conn, principal_id, dataset)?;
+    let mut mine = before.clone();
+    mine.add(&job.new);
+    if let Some(reason) = mine.check(&limit)? {
+        return Ok(Decision::Refused {
+            by: Scope::Principal,
+            reason,
+            limit,
+            before,
+        });
+    }
+    if let Some(dataset_limit) = dataset_limit(conn, dataset)? {
+        let before = dataset_units(conn, dataset)?;
+        let mut all = before.clone();
+        all.add(&job.new);
+        if let Some(reason) = all.check(&dataset_limit)? {
+            return Ok(Decision::Refused {
+                by: Scope::Dataset,
+                reason,
+                limit: dataset_limit,
+                before,
+            });
+        }
+    }
+    let new = &job.new;
+    conn.prepare_cached(
+        "INSERT INTO charges (principal_id, dataset, query_hash, rho, epsilon, delta, owner) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        principal_id,
+        dataset,
+        job.query_hash,
+        new.rho,
+        new.epsilon,
+        new.delta,
+        job.owner
+    ])?;
+    Ok(Decision::Charged {
+        charge_id: conn.last_insert_rowid(),
+        limit,
+        mine,
+    })
+}
+
+/// Store the answer `charge_id` paid for, unless the charge was refunded; whether it was.
+pub(super) fn store(conn: &Connection, charge_id: i64, answer: &str) -> Result<bool> {
+    let stored = conn
+        .prepare_cached(
+            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = ?1 AND refunded_at IS NULL",
+        )?
+        .execute(params![charge_id, answer])?;
+    Ok(stored > 0)
 }
 
 impl Ledger {
