@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use arrow::array::AsArray;
 use ctstats::serve::{DEFAULT_MISSIONS, LedgerArgs, ServeArgs};
 use ctstats_ingest::read::{Format, Progress, ReadOptions};
 use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret, Status};
 use ctstats_query::ledger::Role;
+use ctstats_schemas::pseudonyms::KeyColumn;
 use ctstats_synth::{Config, FileFormat, TextEncoding};
 
 /// Marks a directory the demo made, so a second run may clear it and nothing else.
@@ -118,11 +118,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for entry in manifest.live_files() {
         for batch in ctstats_ingest::dataset::read_file(dataset.root(), entry)? {
             rows += batch.num_rows() as u64;
-            let keys = batch
+            let column = batch
                 .column_by_name("person_key")
-                .context("person_key column")?
-                .as_string::<i32>();
-            persons.extend(keys.iter().flatten().map(str::to_owned));
+                .context("person_key column")?;
+            let keys = KeyColumn::new(column.as_ref()).context("person_key is a key column")?;
+            persons.extend((0..keys.len()).map(|i| keys.hex(i).into_owned()));
         }
     }
     let truth = &generated.truth;
@@ -153,6 +153,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &key_path,
         &generated.truth,
         &files[0].1.organisation,
+        &files[0].1.mission,
     )
 }
 
@@ -163,6 +164,7 @@ fn service(
     key_path: &Path,
     truth: &ctstats_synth::GroundTruth,
     ngo_org: &str,
+    ngo_mission: &str,
 ) -> anyhow::Result<()> {
     let serve_args = ServeArgs {
         ledger: LedgerArgs {
@@ -188,7 +190,12 @@ fn service(
     let (analyst, analyst_token) = ledger.add_principal("headquarters", Role::Analyst, None)?;
     let (researcher, researcher_token) =
         ledger.add_principal("university", Role::Researcher, None)?;
-    let (_, ngo_token) = ledger.add_principal("ngo officer", Role::Ngo, Some(ngo_org))?;
+    let (_, ngo_token) = ledger.add_principal_for(
+        "ngo officer",
+        Role::Ngo,
+        Some(ngo_org),
+        &[ngo_mission.into()],
+    )?;
     ledger.set_budget(&analyst.id, &dataset, 10.0, 1e-5)?;
     ledger.set_budget(&researcher.id, &dataset, 2.0, 1e-6)?;
     drop(ledger);
@@ -304,7 +311,7 @@ fn service(
     println!("   admin token:      {admin}");
     println!("   analyst token:    {analyst_token}");
     println!("   researcher token: {researcher_token}");
-    println!("   ngo token ({ngo_org}): {ngo_token}");
+    println!("   ngo token ({ngo_org}, uploads for {ngo_mission}): {ngo_token}");
     println!("   curl -s {base}/openapi.json | head -c 300");
     println!(
         "   curl -s -H 'Authorization: Bearer {researcher_token}' -H 'Content-Type: application/json' \\\n     -d '{}' {base}/v1/query",

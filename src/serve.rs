@@ -321,6 +321,18 @@ pub enum PrincipalCommand {
         /// The organisation an ngo uploads for.
         #[arg(long)]
         org: Option<String>,
+        /// The missions an ngo uploads for (ISO alpha-3, comma-separated); required for ngo.
+        #[arg(long, value_delimiter = ',')]
+        missions: Vec<String>,
+    },
+    /// Bind an ngo principal to exactly the missions it may upload for.
+    Bind {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        id: String,
+        /// ISO alpha-3 codes, comma-separated; they replace the earlier binding.
+        #[arg(long, value_delimiter = ',', required = true)]
+        missions: Vec<String>,
     },
     /// List the principals.
     List {
@@ -382,17 +394,50 @@ pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
             name,
             role,
             org,
+            missions,
         } => {
             let role = Role::from_name(role).with_context(|| {
                 format!("unknown role {role:?}: ngo, analyst, researcher or admin")
             })?;
-            ctstats_query::service::admin::check_principal(name, role, org.as_deref())
-                .map_err(anyhow::Error::msg)?;
-            let (p, token) = ledger.open()?.add_principal(name, role, org.as_deref())?;
+            let missions = ctstats_query::service::admin::check_principal(
+                name,
+                role,
+                org.as_deref(),
+                missions,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let (p, token) =
+                ledger
+                    .open()?
+                    .add_principal_for(name, role, org.as_deref(), &missions)?;
             println!("id:    {}", p.id);
             println!("role:  {}", p.role.name());
+            if !p.missions.is_empty() {
+                println!("missions: {}", p.missions.join(", "));
+            }
             println!("token: {token}");
             println!("The token is shown once; the ledger keeps only its hash.");
+        }
+        PrincipalCommand::Bind {
+            ledger,
+            id,
+            missions,
+        } => {
+            let ledger = ledger.open()?;
+            let p = ledger
+                .principal(id)?
+                .with_context(|| format!("no principal with id {id}"))?;
+            let missions = ctstats_query::service::admin::check_missions(p.role, missions)
+                .map_err(anyhow::Error::msg)?;
+            let p = ledger.bind_missions(id, &missions)?;
+            ledger.audit(
+                None,
+                "bind_missions",
+                &format!("principal={id} missions={}", p.missions.join(",")),
+                None,
+                "bound",
+            )?;
+            println!("{} uploads for {}", p.id, p.missions.join(", "));
         }
         PrincipalCommand::List { ledger, json } => {
             let principals = ledger.open()?.principals()?;
@@ -400,16 +445,22 @@ pub fn principal(command: &PrincipalCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&principals)?);
             } else {
                 println!(
-                    "{:<16} {:<10} {:<20} {:<20} status",
-                    "id", "role", "name", "organisation"
+                    "{:<16} {:<10} {:<20} {:<20} {:<12} status",
+                    "id", "role", "name", "organisation", "missions"
                 );
                 for p in principals {
+                    let missions = match (p.role, p.missions.is_empty()) {
+                        (Role::Ngo, true) => "(unbound)".to_string(),
+                        (_, true) => "-".to_string(),
+                        _ => p.missions.join(","),
+                    };
                     println!(
-                        "{:<16} {:<10} {:<20} {:<20} {}",
+                        "{:<16} {:<10} {:<20} {:<20} {:<12} {}",
                         p.id,
                         p.role.name(),
                         p.name,
                         p.organisation.as_deref().unwrap_or("-"),
+                        missions,
                         if p.revoked { "revoked" } else { "active" }
                     );
                 }

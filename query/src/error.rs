@@ -69,6 +69,7 @@ codes! {
     NoBudget = "no_budget", Forbidden;
     BudgetExhausted = "budget_exhausted", Forbidden;
     DatasetBudgetExhausted = "dataset_budget_exhausted", Forbidden;
+    MissionNotBound = "mission_not_bound", Forbidden;
     InvalidJson = "invalid_json", Invalid;
     InvalidBody = "invalid_body", Invalid;
     EmptyBody = "empty_body", Invalid;

@@ -55,7 +55,7 @@ pub struct RawFile(pub Vec<u8>);
         (status = 422, description = "Rejected: nothing written; the report lists each row, column and rule", body = UploadResponse),
         (status = 400, description = "Bad parameters or an empty body", body = ErrorBody),
         Unauthenticated,
-        (status = 403, description = "Wrong role", body = ErrorBody),
+        (status = 403, description = "Wrong role, or a mission the principal is not bound to (`mission_not_bound`)", body = ErrorBody),
         (status = 413, description = "Larger than the configured limit", body = ErrorBody),
         Failure,
     ),
@@ -70,6 +70,8 @@ pub(crate) async fn upload(
     let service = state.service();
     service.organisation(&caller.principal)?;
     let Query(mut params) = params.map_err(query_string_error)?;
+    // Only where the principal belongs: refused before a byte of the body is read.
+    service.may_upload_to(&caller.principal, &params.mission)?;
     if !service.takes_uploads() {
         return Err(ApiError::new(
             Code::NotFound,

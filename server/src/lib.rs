@@ -141,6 +141,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/principals/{id}", delete(principals::revoke_principal))
         .route("/v1/principals/{id}/budget", put(principals::set_budget))
         .route(
+            "/v1/principals/{id}/missions",
+            put(principals::bind_missions),
+        )
+        .route(
             "/v1/dataset/budget",
             get(dataset_budget::dataset_budget).put(dataset_budget::set_dataset_budget),
         )

@@ -37,7 +37,7 @@ impl Modify for BearerAuth {
     paths(
         query::query, query::preview, budget::budget, dimensions::dimensions, batches::upload,
         batches::list_batches, principals::list_principals, principals::add_principal,
-        principals::revoke_principal, principals::set_budget, dataset_budget::dataset_budget,
+        principals::revoke_principal, principals::set_budget, principals::bind_missions, dataset_budget::dataset_budget,
         dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
         dimensions::list_indicators, releases::create_release, releases::preview_release, releases::list_releases,
         releases::get_release, reference::get_reference, reference::put_reference,

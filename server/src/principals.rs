@@ -5,7 +5,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ctstats_query::ledger::Principal;
-use ctstats_query::service::views::{BudgetRequest, BudgetView, CreatedPrincipal, NewPrincipal};
+use ctstats_query::service::views::{
+    BudgetRequest, BudgetView, CreatedPrincipal, MissionBinding, NewPrincipal,
+};
 
 use crate::AppState;
 use crate::auth::{Admin, Caller};
@@ -36,7 +38,7 @@ pub(crate) async fn list_principals(
     request_body = NewPrincipal,
     responses(
         (status = 201, description = "Created; keep the token, it is shown once", body = CreatedPrincipal),
-        (status = 400, description = "Invalid name, role or organisation", body = ErrorBody),
+        (status = 400, description = "Invalid name, role, organisation or missions", body = ErrorBody),
         Unauthenticated,
         (status = 403, description = "Wrong role", body = ErrorBody),
         Failure,
@@ -107,4 +109,33 @@ pub(crate) async fn set_budget(
         .set_budget(&caller.principal, id, req)
         .await?;
     Ok(Json(budget))
+}
+
+/// Bind an `ngo` principal to exactly the missions it may upload for; an upload for any other
+/// mission is refused with `mission_not_bound` (role `admin`).
+#[utoipa::path(
+    put, path = "/v1/principals/{id}/missions", tag = "admin",
+    params(("id" = String, Path, description = "Principal id")),
+    request_body = MissionBinding,
+    responses(
+        (status = 200, description = "The principal as bound now", body = Principal),
+        (status = 400, description = "Not an ngo principal, or not an ISO alpha-3 code", body = ErrorBody),
+        Unauthenticated,
+        (status = 403, description = "Wrong role", body = ErrorBody),
+        (status = 404, description = "No principal with this id", body = ErrorBody),
+        Failure,
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn bind_missions(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    UrlPath(id): UrlPath<String>,
+    JsonBody(binding): JsonBody<MissionBinding>,
+) -> Result<Json<Principal>, ApiError> {
+    let bound = state
+        .service()
+        .bind_missions(&caller.principal, id, binding.missions)
+        .await?;
+    Ok(Json(bound))
 }

@@ -67,7 +67,7 @@ async fn at_most_two_uploads_are_taken_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
     let (_, token) = ledger
-        .add_principal("ngo", Role::Ngo, Some("ngo-1"))
+        .add_principal_for("ngo", Role::Ngo, Some("ngo-1"), &["KGZ".into()])
         .unwrap();
     let uploader = Arc::new(SlowUploader {
         active: 0.into(),

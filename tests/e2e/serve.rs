@@ -19,6 +19,7 @@ use ctstats::serve::IngestUploader;
 use ctstats_ingest::{Dataset, Status};
 use ctstats_query::ledger::{Ledger, Role};
 use ctstats_query::service::ServiceConfig;
+use ctstats_schemas::manifest::Manifest;
 use ctstats_server::{AppState, app};
 use ctstats_synth::{Config, FileFormat, generate};
 use http_body_util::BodyExt;
@@ -88,8 +89,13 @@ pub(crate) fn service(epsilon: f64) -> Service {
     let (_, admin) = add("admin", Role::Admin, None);
     let (analyst_p, analyst) = add("hq", Role::Analyst, None);
     let (researcher_p, researcher) = add("uni", Role::Researcher, None);
-    let (_, ngo) = add("ngo", Role::Ngo, Some(&ukr.organisation));
-    let (_, other_ngo) = add("other", Role::Ngo, Some("other-ngo"));
+    let bound = |name: &str, org: &str, mission: &str| {
+        ledger
+            .add_principal_for(name, Role::Ngo, Some(org), &[mission.to_string()])
+            .unwrap()
+    };
+    let (_, ngo) = bound("ngo", &ukr.organisation, "UKR");
+    let (_, other_ngo) = bound("other", "other-ngo", "UKR");
     let (revoked_p, revoked) = add("gone", Role::Analyst, None);
     ledger.revoke(&revoked_p.id).unwrap();
     let (victim, _) = add("victim", Role::Researcher, None);
@@ -199,6 +205,113 @@ fn error_code(body: &Value) -> &str {
 /// Each refusal of the API answers with its own stable code (with the status of its kind), so
 /// a client can branch on it; `every_code_is_asserted_by_a_test` (server crate) fails when a
 /// code has no such test.
+// An NGO uploads only for the missions it is bound to. Kazakhstan's NGO sends a valid file with
+// mission=UKR: 403 mission_not_bound, and nothing is read, committed or recorded. A principal
+// from before bindings (bound to none) is refused until an admin binds it.
+#[tokio::test]
+async fn an_ngo_uploads_only_for_the_missions_it_is_bound_to() {
+    let s = service(1.0);
+    let (t, r) = (&s.tokens, &s.router);
+    let status_code =
+        |(status, body): (StatusCode, Value)| (status.as_u16(), error_code(&body).to_string());
+    let new = json!({"name": "kaz-ngo-1", "role": "ngo", "organisation": "kaz-ngo-1",
+                     "missions": ["kaz"]});
+    let (status, created) =
+        call(r, Method::POST, "/v1/principals", Some(&t.admin), Some(new)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["principal"]["missions"], json!(["KAZ"]));
+    let kaz = created["token"].as_str().unwrap().to_string();
+    let upload = |token: String, mission: &'static str| {
+        let body = s.upload.clone();
+        async move {
+            let uri = format!("/v1/batches?mission={mission}&format=csv");
+            let (status, _, bytes) =
+                send(r, Method::POST, &uri, Some(&token), Some("text/csv"), body).await;
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let manifest = || Manifest::read(&s.dir.path().join(DATASET)).unwrap();
+    let before = manifest();
+    let (status, body) = upload(kaz.clone(), "UKR").await;
+    assert_eq!(
+        status_code((status, body.clone())),
+        (403, "mission_not_bound".into())
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("KAZ") && message.contains("UKR"),
+        "{message}"
+    );
+    assert_eq!(manifest(), before, "nothing committed");
+    let (_, listed) = call(r, Method::GET, "/v1/batches", Some(&kaz), None).await;
+    assert_eq!(listed["uploads"], json!([]), "no upload recorded: {listed}");
+
+    // Made before bindings: bound to none, refused until bound.
+    let (legacy_p, legacy) = s
+        .state
+        .service()
+        .ledger()
+        .add_principal("legacy", Role::Ngo, Some(&s.upload_org))
+        .unwrap();
+    assert!(legacy_p.missions.is_empty());
+    let (status, body) = upload(legacy.clone(), "UKR").await;
+    assert_eq!(
+        status_code((status, body.clone())),
+        (403, "mission_not_bound".into())
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("bind"),
+        "{body}"
+    );
+    let uri = format!("/v1/principals/{}/missions", legacy_p.id);
+    let (status, bound) = call(
+        r,
+        Method::PUT,
+        &uri,
+        Some(&t.admin),
+        Some(json!({"missions": ["UKR"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bound}");
+    assert_eq!(bound["missions"], json!(["UKR"]));
+    let (status, body) = upload(legacy, "UKR").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(manifest().batches.len(), before.batches.len() + 1);
+
+    // Bindings are for ngo principals, in ISO alpha-3 codes; creating an ngo needs one.
+    let analyst = format!("/v1/principals/{}/missions", t.analyst_id);
+    for (uri, body) in [
+        (analyst.as_str(), json!({"missions": ["KAZ"]})),
+        (uri.as_str(), json!({"missions": ["Kazakhstan"]})),
+    ] {
+        let got = status_code(call(r, Method::PUT, uri, Some(&t.admin), Some(body)).await);
+        assert_eq!(got, (400, "invalid_principal".into()), "{uri}");
+    }
+    let unbound = json!({"name": "n", "role": "ngo", "organisation": "o"});
+    let got = status_code(
+        call(
+            r,
+            Method::POST,
+            "/v1/principals",
+            Some(&t.admin),
+            Some(unbound),
+        )
+        .await,
+    );
+    assert_eq!(got, (400, "invalid_principal".into()));
+    let missing = status_code(
+        call(
+            r,
+            Method::PUT,
+            "/v1/principals/p_nobody/missions",
+            Some(&t.admin),
+            Some(json!({"missions": ["KAZ"]})),
+        )
+        .await,
+    );
+    assert_eq!(missing, (404, "no_such_principal".into()));
+}
+
 #[tokio::test]
 async fn each_refusal_answers_with_its_code() {
     let s = service(1.0);
@@ -398,6 +511,13 @@ async fn every_endpoint_answers_each_role_as_documented() {
             Method::PUT,
             format!("/v1/principals/{}/budget", t.analyst_id),
             Some(json!({"epsilon": 100.0, "delta": 1e-5})),
+            Some(&[Role::Admin]),
+            StatusCode::OK,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/principals/{}/missions", t.analyst_id),
+            Some(json!({"missions": []})),
             Some(&[Role::Admin]),
             StatusCode::OK,
         ),
@@ -1087,6 +1207,7 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
         ("/v1/principals", "post"),
         ("/v1/principals/{id}", "delete"),
         ("/v1/principals/{id}/budget", "put"),
+        ("/v1/principals/{id}/missions", "put"),
         ("/v1/dataset/budget", "get"),
         ("/v1/dataset/budget", "put"),
         ("/v1/audit", "get"),
@@ -1105,7 +1226,7 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(paths.len(), 17);
+    assert_eq!(paths.len(), 18);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
 
@@ -1281,6 +1402,14 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             format!("/v1/principals/{}/budget", t.researcher_id),
             Some(t.admin.as_str()),
             Some(json!({"epsilon": 3.0, "delta": 1e-6})),
+            Class::Ledger,
+        ),
+        (
+            Method::PUT,
+            "/v1/principals/{id}/missions",
+            format!("/v1/principals/{}/missions", t.researcher_id),
+            Some(t.admin.as_str()),
+            Some(json!({"missions": []})),
             Class::Ledger,
         ),
         (

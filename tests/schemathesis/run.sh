@@ -90,7 +90,7 @@ add_principal() {
   [ -n "$ADDED_ID" ] && [ -n "$ADDED_TOKEN" ] || { echo "unexpected principal add output: $out" >&2; return 1; }
 }
 declare -A TOKEN
-add_principal --name st-ngo --role ngo --org kaz-ngo-1; TOKEN[ngo]="$ADDED_TOKEN"
+add_principal --name st-ngo --role ngo --org kaz-ngo-1 --missions KAZ; TOKEN[ngo]="$ADDED_TOKEN"
 for role in analyst researcher; do
   add_principal --name "st-$role" --role "$role"; TOKEN[$role]="$ADDED_TOKEN"
   "$BIN" budget set --data "$DATA" --principal "$ADDED_ID" --epsilon 1000 --delta 1e-3 >/dev/null

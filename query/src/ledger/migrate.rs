@@ -9,6 +9,11 @@
 //!   was never stored because its owner died is refunded (`refunded_at`; the charge row stays,
 //!   it no longer counts). Charges made before version 3 have no owner and are never refunded:
 //!   whether their process still runs cannot be known, so they keep counting.
+//! - 4: `principal_missions`, the missions each `ngo` principal may upload for. Principals made
+//!   before version 4 are bound to none, so an `ngo` one is refused every upload until an admin
+//!   binds it (`ctstats principal bind`): its earlier uploads are no evidence of where it
+//!   belongs, since nothing checked them, and guessing a binding from them could make a wrong
+//!   upload the rule.
 //!
 //! Version 1's charges migrate without losing or shrinking one:
 //! - a charge whose stored answer has only Gaussian parts gets the rho of its noise, re-derived
@@ -28,7 +33,7 @@ use super::*;
 use ctstats_dp::{Sensitivity, rho_of_gaussian};
 
 /// The schema this code writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The query hash of a charge that keeps spending the old totals held beyond their charges.
 pub const UNACCOUNTED: &str = "migrated:unaccounted";
@@ -45,7 +50,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 2 {
         to_v2(&tx)?;
     }
-    to_v3(&tx)?;
+    if version < 3 {
+        to_v3(&tx)?;
+    }
+    to_v4(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -112,6 +120,17 @@ fn to_v3(tx: &Connection) -> Result<()> {
         "ALTER TABLE charges ADD COLUMN owner TEXT;
          ALTER TABLE charges ADD COLUMN refunded_at TEXT;
          CREATE INDEX charges_pending ON charges (owner) WHERE answer IS NULL AND refunded_at IS NULL;",
+    )?;
+    Ok(())
+}
+
+fn to_v4(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE principal_missions (
+             principal_id TEXT NOT NULL REFERENCES principals(id),
+             mission TEXT NOT NULL,
+             PRIMARY KEY (principal_id, mission)
+         );",
     )?;
     Ok(())
 }

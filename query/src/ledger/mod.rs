@@ -1,11 +1,13 @@
 //! The privacy-budget ledger, principals and the audit log, in SQLite (WAL mode).
 //!
 //! Architecture invariant: a charge is committed before the answer it pays for is computed
-//! (write-ahead). Each charge is one `BEGIN IMMEDIATE` transaction that reads every earlier
-//! charge of the principal and, when the dataset has a dataset-wide budget, every earlier charge
-//! on the dataset by anyone, checks that both still fit with the new one, and records it; so
-//! concurrent callers (threads or processes) can never overspend either budget, and a crash can
-//! never release an answer that was not paid for. A crash after the charge and before the
+//! (write-ahead). Each charge is decided in a `BEGIN IMMEDIATE` transaction that reads every
+//! earlier charge of the principal and, when the dataset has a dataset-wide budget, every earlier
+//! charge on the dataset by anyone, checks that both still fit with the new one, and records it;
+//! so concurrent callers (threads or processes) can never overspend either budget, and a crash
+//! can never release an answer that was not paid for. Concurrent charges, stored answers and
+//! audit entries share transactions (`writer`: group commits, one fsync for many), each decided
+//! in arrival order against everything ahead of it. A crash after the charge and before the
 //! release loses budget, never privacy.
 //!
 //! Accounting composes in zCDP (the DP crate's [`zcdp`](ctstats_dp::zcdp) module docs): a charge
@@ -37,6 +39,7 @@ mod stores;
 #[cfg(test)]
 mod tests;
 mod units;
+mod writer;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -66,8 +69,8 @@ pub enum LedgerError {
     NewerSchema(i64),
     #[error("ledger owner lock: {0}")]
     Io(String),
-    #[error("writing the audit log: {0}")]
-    Audit(String),
+    #[error("writing the ledger: {0}")]
+    Write(String),
     #[error("charge {0} was refunded (its owner was found dead): its answer cannot be stored")]
     Refunded(i64),
 }
@@ -113,6 +116,9 @@ pub struct Principal {
     pub role: Role,
     /// The organisation an `ngo` principal uploads for.
     pub organisation: Option<String>,
+    /// The missions an `ngo` principal may upload for (ISO alpha-3, sorted); an `ngo` principal
+    /// bound to none uploads nowhere until an admin binds it. Empty for other roles.
+    pub missions: Vec<String>,
     pub created_at: String,
     pub revoked: bool,
 }
@@ -250,8 +256,9 @@ pub struct Ledger {
     path: std::path::PathBuf,
     /// This instance's id in the charges it makes, and the lock that says it is alive.
     owner: owners::Owner,
-    /// The audit log's group-commit writer (none for an in-memory ledger).
-    audit_writer: Option<audit::AuditWriter>,
+    /// The group-commit writer of charges, stored answers and the audit log (none for an
+    /// in-memory ledger, which writes on `conn`).
+    writer: Option<writer::Writer>,
     /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
     /// a refused charge leaves the charges as they were, so its view is asked again and again).
     views: budgets::Views,
@@ -341,16 +348,16 @@ impl Ledger {
         conn.execute_batch(SCHEMA)?;
         migrate::migrate(&mut conn)?;
         let in_memory = path.as_os_str() == ":memory:";
-        let audit_writer = if in_memory {
+        let writer = if in_memory {
             None
         } else {
-            Some(audit::AuditWriter::start(connect()?))
+            Some(writer::Writer::start(connect()?))
         };
         let ledger = Ledger {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             owner: owners::Owner::take(path)?,
-            audit_writer,
+            writer,
             views: budgets::Views::default(),
         };
         let refunds = ledger.refund_abandoned()?;

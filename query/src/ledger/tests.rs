@@ -899,3 +899,116 @@ fn audit_entries_from_many_threads_are_all_committed() {
         assert_eq!(mine, (0..50).collect::<Vec<_>>());
     }
 }
+
+// Two ledger instances on one file (two processes, each with its own group-commit writer), 16
+// threads each, charging and storing together: the budget is never overspent, what is spent is
+// exactly what was granted, and every granted charge's answer is stored.
+#[test]
+fn two_instances_charging_in_groups_never_overspend_and_store_every_answer() {
+    let (dir, first) = ledger();
+    let second = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let (p, _) = first.add_principal("a", Role::Analyst, None).unwrap();
+    first.set_budget(&p.id, "ds", 1.0, 0.0).unwrap();
+    let instances = [Arc::new(first), Arc::new(second)];
+    let granted: Vec<(String, f64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|t| {
+                let ledger = instances[t % 2].clone();
+                let id = p.id.clone();
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..8 {
+                        let (hash, eps) = (format!("q{t}-{i}"), 0.01 + 0.001 * (i % 3) as f64);
+                        if let Charge::Charged { paid, .. } =
+                            ledger.charge(&id, "ds", &hash, pure(eps)).unwrap()
+                        {
+                            ledger.store_answer(paid, &format!("\"{hash}\"")).unwrap();
+                            mine.push((hash, eps));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let ledger = &instances[0];
+    let spent = ledger
+        .budget(&p.id, "ds")
+        .unwrap()
+        .unwrap()
+        .pure_epsilon_spent;
+    let sum: f64 = granted.iter().map(|(_, e)| e).sum();
+    assert!(granted.len() < 256, "the budget took only some of the 256");
+    assert!(spent <= 1.0 + 1e-9, "spent {spent}");
+    assert!((spent - sum).abs() < 1e-6, "spent {spent}, granted {sum}");
+    let charges = ledger.charges(&p.id, "ds").unwrap();
+    assert_eq!(charges.len(), granted.len(), "a refusal records no charge");
+    assert!(
+        charges.iter().all(|c| c.released),
+        "every answer was stored"
+    );
+    for (hash, _) in &granted {
+        match ledger.reused(&p.id, "ds", hash).unwrap() {
+            Some(Charge::Reused { answer, .. }) => assert_eq!(answer, format!("\"{hash}\"")),
+            other => panic!("{hash}: {other:?}"),
+        }
+    }
+}
+
+// A version 3 ledger (no mission bindings) opens at version 4 with every principal bound to
+// none; binding replaces the set, and only a principal that exists can be bound.
+#[test]
+fn principals_from_before_bindings_are_bound_to_none_until_bound() {
+    let (dir, ledger) = ledger();
+    let path = dir.path().join("ledger.sqlite");
+    let (old, _) = ledger
+        .add_principal("old ngo", Role::Ngo, Some("kaz-ngo-1"))
+        .unwrap();
+    {
+        let conn = ledger.conn();
+        conn.execute_batch("DROP TABLE principal_missions; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    let version: i64 = ledger
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    assert!(
+        ledger
+            .principal(&old.id)
+            .unwrap()
+            .unwrap()
+            .missions
+            .is_empty()
+    );
+    let bound = ledger
+        .bind_missions(&old.id, &["UZB".into(), "KAZ".into()])
+        .unwrap();
+    assert_eq!(bound.missions, ["KAZ", "UZB"]);
+    let again = ledger.bind_missions(&old.id, &["KAZ".into()]).unwrap();
+    assert_eq!(
+        again.missions,
+        ["KAZ"],
+        "a binding replaces the earlier one"
+    );
+    let (new, token) = ledger
+        .add_principal_for("new ngo", Role::Ngo, Some("o"), &["KGZ".into()])
+        .unwrap();
+    assert_eq!(
+        ledger.authenticate(&token).unwrap().unwrap().missions,
+        ["KGZ"]
+    );
+    assert_eq!(ledger.principals().unwrap().len(), 2);
+    assert!(new.missions == ["KGZ"]);
+    assert!(matches!(
+        ledger.bind_missions("p_nobody", &["KAZ".into()]),
+        Err(LedgerError::NoSuchPrincipal(_))
+    ));
+}

@@ -23,11 +23,23 @@ impl Service {
         new: NewPrincipal,
     ) -> Result<CreatedPrincipal> {
         require(caller, &[Role::Admin])?;
-        check_principal(&new.name, new.role, new.organisation.as_deref())
-            .map_err(|m| EngineError::new(Code::InvalidPrincipal, m))?;
-        let detail = format!("role={} name={}", new.role.name(), new.name);
+        let missions = check_principal(
+            &new.name,
+            new.role,
+            new.organisation.as_deref(),
+            &new.missions,
+        )
+        .map_err(|m| EngineError::new(Code::InvalidPrincipal, m))?;
+        let detail = format!(
+            "role={} name={} missions={}",
+            new.role.name(),
+            new.name,
+            missions.join(",")
+        );
         let (principal, token) = self
-            .db(move |l| l.add_principal(&new.name, new.role, new.organisation.as_deref()))
+            .db(move |l| {
+                l.add_principal_for(&new.name, new.role, new.organisation.as_deref(), &missions)
+            })
             .await?;
         self.audit(caller, "add_principal", detail, None, "created")
             .await?;
@@ -35,6 +47,30 @@ impl Service {
             principal: serde_json::to_value(&principal).map_err(EngineError::internal)?,
             token,
         })
+    }
+
+    /// Bind an `ngo` principal to exactly the missions it may upload for (role admin).
+    pub async fn bind_missions(
+        &self,
+        caller: &Principal,
+        id: String,
+        missions: Vec<String>,
+    ) -> Result<Principal> {
+        require(caller, &[Role::Admin])?;
+        let target = id.clone();
+        let principal = self
+            .db(move |l| {
+                l.principal(&target)?
+                    .ok_or(crate::ledger::LedgerError::NoSuchPrincipal(target))
+            })
+            .await?;
+        let missions = check_missions(principal.role, &missions)
+            .map_err(|m| EngineError::new(Code::InvalidPrincipal, m))?;
+        let detail = format!("principal={id} missions={}", missions.join(","));
+        let bound = self.db(move |l| l.bind_missions(&id, &missions)).await?;
+        self.audit(caller, "bind_missions", detail, None, "bound")
+            .await?;
+        Ok(bound)
     }
 
     /// Revoke a principal: its token stops working at once.
@@ -122,8 +158,14 @@ impl Service {
     }
 }
 
-/// The rules for a principal's name and organisation, shared with the command line.
-pub fn check_principal(name: &str, role: Role, organisation: Option<&str>) -> Result<(), String> {
+/// The rules for a principal's name, organisation and missions, shared with the command line;
+/// the missions as stored (ISO alpha-3, upper case, sorted, each once).
+pub fn check_principal(
+    name: &str,
+    role: Role,
+    organisation: Option<&str>,
+    missions: &[String],
+) -> Result<Vec<String>, String> {
     let ok_text = |s: &str| {
         !s.trim().is_empty() && s.chars().count() <= 100 && !s.chars().any(char::is_control)
     };
@@ -131,11 +173,49 @@ pub fn check_principal(name: &str, role: Role, organisation: Option<&str>) -> Re
         return Err("a name is 1 to 100 characters without control characters".into());
     }
     match (role, organisation) {
-        (Role::Ngo, None) => Err("an ngo principal needs the organisation it uploads for".into()),
-        (_, Some(org)) if !ok_text(org) || org.contains(['/', '\\']) => Err(
-            "an organisation id is 1 to 100 characters, without control characters or slashes"
-                .into(),
-        ),
-        _ => Ok(()),
+        (Role::Ngo, None) => {
+            return Err("an ngo principal needs the organisation it uploads for".into());
+        }
+        (_, Some(org)) if !ok_text(org) || org.contains(['/', '\\']) => {
+            return Err(
+                "an organisation id is 1 to 100 characters, without control characters or slashes"
+                    .into(),
+            );
+        }
+        _ => {}
     }
+    let missions = check_missions(role, missions)?;
+    if role == Role::Ngo && missions.is_empty() {
+        return Err(
+            "an ngo principal needs the missions it uploads for (missions, ISO alpha-3 codes)"
+                .into(),
+        );
+    }
+    Ok(missions)
+}
+
+/// The missions of a binding as stored: only `ngo` principals have them, each an ISO 3166-1
+/// alpha-3 code.
+pub fn check_missions(role: Role, missions: &[String]) -> Result<Vec<String>, String> {
+    if role != Role::Ngo && !missions.is_empty() {
+        return Err(format!(
+            "only ngo principals are bound to missions, not a {} principal",
+            role.name()
+        ));
+    }
+    let mut out = Vec::with_capacity(missions.len());
+    for m in missions {
+        let code = m.trim().to_ascii_uppercase();
+        let known = code.len() == 3
+            && ctstats_schemas::countries::lookup(&code).is_some_and(|c| c.alpha3 == code);
+        if !known {
+            return Err(format!(
+                "mission {m:?} is not an ISO 3166-1 alpha-3 country code (for example KAZ)"
+            ));
+        }
+        out.push(code);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

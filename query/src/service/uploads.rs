@@ -118,6 +118,36 @@ impl Service {
         })
     }
 
+    /// Whether the `ngo` principal `principal` (checked by [`organisation`](Self::organisation)
+    /// first) may upload for `mission`: only if bound to it (`mission_not_bound` otherwise,
+    /// before any of the upload is read).
+    pub fn may_upload_to(&self, principal: &Principal, mission: &str) -> Result<()> {
+        let asked = mission.trim().to_ascii_uppercase();
+        if principal.missions.is_empty() {
+            return Err(EngineError::new(
+                Code::MissionNotBound,
+                format!(
+                    "principal {} is bound to no mission (it was made before uploads were \
+                     bound to missions); ask an admin to bind it: ctstats principal bind {} \
+                     --missions ...",
+                    principal.id, principal.id
+                ),
+            ));
+        }
+        if !principal.missions.contains(&asked) {
+            return Err(EngineError::new(
+                Code::MissionNotBound,
+                format!(
+                    "principal {} uploads for {} only, not for mission {asked:?}",
+                    principal.id,
+                    principal.missions.join(", ")
+                ),
+            )
+            .with_details(serde_json::json!({ "missions": principal.missions })));
+        }
+        Ok(())
+    }
+
     /// Ingest a received upload for `principal`'s organisation and record its report.
     pub async fn upload(
         &self,
@@ -126,6 +156,7 @@ impl Service {
         params: UploadParams,
     ) -> Result<(Uploaded, UploadResponse)> {
         let org = self.organisation(principal)?;
+        self.may_upload_to(principal, &params.mission)?;
         let Some(uploader) = self.inner.uploader.clone() else {
             return Err(EngineError::new(
                 Code::NotFound,

@@ -278,6 +278,18 @@ pub struct NewPrincipal {
     /// Required for `ngo`: the organisation it uploads for.
     #[serde(default)]
     pub organisation: Option<String>,
+    /// Required for `ngo`, refused for other roles: the missions (ISO 3166-1 alpha-3) it
+    /// uploads for; an upload for any other mission is refused.
+    #[serde(default)]
+    pub missions: Vec<String>,
+}
+
+/// The missions an `ngo` principal may upload for.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissionBinding {
+    /// ISO 3166-1 alpha-3 codes; they replace the principal's earlier binding.
+    pub missions: Vec<String>,
 }
 
 /// A principal with its bearer token, shown only once.
