@@ -181,3 +181,60 @@ fn dates_in_common_formats() {
     assert_eq!(d("2005-02-30"), None);
     assert_eq!(d("yesterday"), None);
 }
+
+#[test]
+fn ctdc_takes_the_value_forms_of_real_exports_and_still_refuses_wrong_values() {
+    let p = profile::ctdc();
+    let mut m = Mapper::new(&p, today(), "file".into());
+    let cols = [
+        "yearOfRegistration",
+        "ageBroad",
+        "citizenship",
+        "CountryOfExploitation",
+        "isForcedLabour",
+        "isSexualExploit",
+    ];
+    m.set_header(&header(&cols)).unwrap();
+    // `0` for unknown countries, a float year, an empty age band, empty and float flags.
+    let r = m
+        .map(2, &row(&["2019.0", "", "0", "0", "1.0", ""]))
+        .unwrap();
+    assert_eq!(r.get("citizenship"), &Value::Null);
+    assert_eq!(r.get("country_of_exploitation"), &Value::Null);
+    assert_eq!(r.get("age_band"), &Value::Null);
+    assert_eq!(
+        r.get("exploitation_types"),
+        &Value::Codes(vec!["forced_labour"])
+    );
+    // The codebook's own dash and the `+` band.
+    let r = m
+        .map(3, &row(&["2019", "30—38", "UA", "RU", "", ""]))
+        .unwrap();
+    assert_eq!(r.get("age_band"), &Value::Code("30-38"));
+    assert_eq!(r.get("exploitation_types"), &Value::Null);
+    let r = m
+        .map(4, &row(&["2019", "48+", "UA", "RU", "", ""]))
+        .unwrap();
+    assert_eq!(r.get("age_band"), &Value::Code("48+"));
+    // Genuinely wrong values are still refused, each naming its column and rule.
+    let issues = m
+        .map(5, &row(&["2019", "18-99", "1", "Atlantis", "2", ""]))
+        .unwrap_err();
+    let got: Vec<(&str, Rule)> = issues.iter().map(|i| (i.column.as_str(), i.rule)).collect();
+    assert_eq!(
+        got,
+        [
+            ("ageBroad", Rule::UnknownCode),
+            ("citizenship", Rule::InvalidCountry),
+            ("CountryOfExploitation", Rule::InvalidCountry),
+            ("isForcedLabour", Rule::InvalidFlag),
+        ]
+    );
+    // `0` is a CTDC form only: the canonical profile still refuses it as a country.
+    let c = profile::canonical();
+    let mut m = Mapper::new(&c, today(), "file".into());
+    m.set_header(&header(&["case_id", "registration_month", "citizenship"]))
+        .unwrap();
+    let issues = m.map(2, &row(&["c1", "2019-01", "0"])).unwrap_err();
+    assert_eq!(issues[0].rule, Rule::InvalidCountry);
+}

@@ -358,6 +358,11 @@ pub fn htcds() -> Profile {
 pub fn ctdc() -> Profile {
     let mut p = base("ctdc");
     p.case_id_from_row = true;
+    // Real Global Dataset exports write `0` for an unknown citizenship or country of
+    // exploitation (about 18% of the citizenship cells of one public 2020 export), besides the
+    // codebook's `-99` and the `00`/`ZZ` every profile takes. `0` is no ISO code, so reading it
+    // as unknown hides nothing that could have been a country.
+    p.unknown_country.push("0".into());
     set_columns(
         &mut p,
         &[
