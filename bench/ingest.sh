@@ -25,11 +25,11 @@ trap 'rm -rf "$WORK"' EXIT
 FILE="$(ls "$WORK"/gen/*.csv | head -n 1)"
 BYTES="$(stat -c %s "$FILE")"
 
-# run NAME COMMAND...: time one command, keep "seconds peak_kib"
+# run NAME COMMAND...: time one command, keep "seconds peak_kib user_s system_s"
 run() {
   local name="$1"; shift
   sync
-  /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
 }
 run baseline "$BASELINE" "$FILE" "$WORK/baseline.parquet"
 "$BIN" keygen --key "$WORK/key" >/dev/null
@@ -43,12 +43,12 @@ report = json.load(open(f"{work}/report.json"))[0]
 rows = report["rows_read"]
 assert report["status"] == "committed" and report["rows_committed"] == rows, report["status"]
 def t(name):
-    secs, kib = open(f"{work}/{name}.time").read().split()
-    return float(secs), int(kib) / 1024
-b_s, b_mib = t("baseline")
-i_s, i_mib = t("ingest")
+    secs, kib, user, system = open(f"{work}/{name}.time").read().split()
+    return float(secs), int(kib) / 1024, float(user) + float(system)
+b_s, b_mib, b_cpu = t("baseline")
+i_s, i_mib, i_cpu = t("ingest")
 print(f"file: {rows} rows, {size / 2**20:.0f} MiB CSV")
-print(f"arrow-rs CSV->Parquet baseline: {b_s:7.2f} s  {rows / b_s:10.0f} rows/s  peak RSS {b_mib:6.0f} MiB")
-print(f"ctstats ingest (validate, pseudonymise, commit): {i_s:7.2f} s  {rows / i_s:10.0f} rows/s  peak RSS {i_mib:6.0f} MiB")
+print(f"arrow-rs CSV->Parquet baseline: {b_s:7.2f} s  {rows / b_s:10.0f} rows/s  peak RSS {b_mib:6.0f} MiB  CPU {b_cpu:.2f} s ({b_cpu / b_s:.2f} cores)")
+print(f"ctstats ingest (validate, pseudonymise, commit): {i_s:7.2f} s  {rows / i_s:10.0f} rows/s  peak RSS {i_mib:6.0f} MiB  CPU {i_cpu:.2f} s ({i_cpu / i_s:.2f} cores)")
 print(f"ratio ingest/baseline: time {i_s / b_s:.2f}x, throughput {(rows / i_s) / (rows / b_s):.2f}x, peak RSS {i_mib / b_mib:.2f}x")
 PY
