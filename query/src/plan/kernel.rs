@@ -287,31 +287,55 @@ impl<'s> Query<'s> {
     }
 
     /// Visit every record of `batches` that passes the period, the filters and (for value
-    /// measures) has a value, in snapshot order: `visit(person, value, types)`, where `types`
-    /// are the record's first `list_items_bound` distinct exploitation types (when the query
-    /// uses them). `None` if a batch's columns are not of the snapshot's types.
+    /// measures) has a value, in snapshot order: `visit(person, value, base, types)`, where
+    /// `base` is the sum over the scalar dimensions of each one's key times its stride in
+    /// `strides` (in `Query::scalar` order), and `types` are the record's first
+    /// `list_items_bound` distinct exploitation types (when the query uses them). `None` if a
+    /// batch's columns are not of the snapshot's types.
+    ///
+    /// The period and the scalar filters are applied column by column over the whole batch
+    /// (one tight loop per dimension, building each row's `base`), not dimension by dimension
+    /// inside the row loop.
     fn scan(
         &self,
         batches: &[RecordBatch],
-        mut visit: impl FnMut(i64, Option<i64>, &[u16], &[u16]),
+        strides: &[u64],
+        mut visit: impl FnMut(i64, Option<i64>, u64, &[u16]),
     ) -> Option<()> {
-        let mut keys_buf: Vec<u16> = Vec::with_capacity(self.scalar.len());
+        debug_assert_eq!(strides.len(), self.scalar.len());
+        /// A row outside the period or kept by no filter.
+        const OUT: u64 = u64::MAX;
         let mut type_keys: Vec<u16> = Vec::new();
+        let mut base: Vec<u64> = Vec::new();
         for batch in batches {
             let columns = self.columns(batch)?;
+            base.clear();
+            base.extend(
+                columns
+                    .month
+                    .iter()
+                    .map(|&m| if m == u16::MAX { OUT } else { 0 }),
+            );
+            for ((column, (_, keys)), &stride) in
+                columns.scalar.iter().zip(&self.scalar).zip(strides)
+            {
+                // Each key's part of the base, or `OUT` when no filter keeps it.
+                let part: Vec<u64> = keys
+                    .kept
+                    .iter()
+                    .enumerate()
+                    .map(|(key, &kept)| if kept { key as u64 * stride } else { OUT })
+                    .collect();
+                for (b, &key) in base.iter_mut().zip(column) {
+                    let p = part[usize::from(key)];
+                    *b = if *b == OUT || p == OUT { OUT } else { *b + p };
+                }
+            }
             let mut scratch: Vec<&str> = Vec::new();
             let mut names: Vec<&str> = Vec::new();
-            'rows: for row in 0..batch.num_rows() {
-                if columns.month[row] == u16::MAX {
+            for (row, &row_base) in base.iter().enumerate() {
+                if row_base == OUT {
                     continue;
-                }
-                keys_buf.clear();
-                for (column, (_, keys)) in columns.scalar.iter().zip(&self.scalar) {
-                    let key = column[row];
-                    if !keys.kept[usize::from(key)] {
-                        continue 'rows;
-                    }
-                    keys_buf.push(key);
                 }
                 if let (Some(list), Some(keys)) = (columns.types, &self.types) {
                     type_keys.clear();
@@ -339,7 +363,7 @@ impl<'s> Query<'s> {
                     },
                     None => None,
                 };
-                visit(columns.persons.value(row), value, &keys_buf, &type_keys);
+                visit(columns.persons.value(row), value, row_base, &type_keys);
             }
         }
         Some(())
@@ -476,7 +500,7 @@ pub(super) fn aggregate(
         .and(query.types.as_ref());
     let mut person = -1i64;
     let mut taken = 0u32;
-    query.scan(batches, |p, value, keys, types| {
+    query.scan(batches, &scalar_strides, |p, value, base, types| {
         if p != person {
             person = p;
             taken = 0;
@@ -495,12 +519,7 @@ pub(super) fn aggregate(
         } else {
             bins[1..].partition_point(|b| b.lower <= clamped) as u64
         };
-        let base: u64 = keys
-            .iter()
-            .zip(&scalar_strides)
-            .map(|(key, stride)| u64::from(*key) * stride)
-            .sum::<u64>()
-            + bin;
+        let base = base + bin;
         let mut add = |index: u64| {
             let tally = cells.get(index);
             tally.rows += 1;
@@ -572,7 +591,7 @@ pub(super) fn records_per_person(
             counts[records.min(most as usize) - 1] += 1;
         }
     };
-    query.scan(batches, |p, _, _, _| {
+    query.scan(batches, &vec![0; query.scalar.len()], |p, _, _, _| {
         if p != person {
             close(records, &mut counts);
             person = p;
