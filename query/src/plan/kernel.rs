@@ -305,6 +305,20 @@ impl<'s> Query<'s> {
         debug_assert_eq!(strides.len(), self.scalar.len());
         /// A row outside the period or kept by no filter.
         const OUT: u64 = u64::MAX;
+        // Each scalar dimension's key -> its part of the base, or `OUT` when no filter keeps
+        // the key: a function of the query alone, built once.
+        let parts: Vec<Vec<u64>> = self
+            .scalar
+            .iter()
+            .zip(strides)
+            .map(|((_, keys), &stride)| {
+                keys.kept
+                    .iter()
+                    .enumerate()
+                    .map(|(key, &kept)| if kept { key as u64 * stride } else { OUT })
+                    .collect()
+            })
+            .collect();
         let mut type_keys: Vec<u16> = Vec::new();
         let mut base: Vec<u64> = Vec::new();
         for batch in batches {
@@ -316,16 +330,7 @@ impl<'s> Query<'s> {
                     .iter()
                     .map(|&m| if m == u16::MAX { OUT } else { 0 }),
             );
-            for ((column, (_, keys)), &stride) in
-                columns.scalar.iter().zip(&self.scalar).zip(strides)
-            {
-                // Each key's part of the base, or `OUT` when no filter keeps it.
-                let part: Vec<u64> = keys
-                    .kept
-                    .iter()
-                    .enumerate()
-                    .map(|(key, &kept)| if kept { key as u64 * stride } else { OUT })
-                    .collect();
+            for (column, part) in columns.scalar.iter().zip(&parts) {
                 for (b, &key) in base.iter_mut().zip(column) {
                     let p = part[usize::from(key)];
                     *b = if *b == OUT || p == OUT { OUT } else { *b + p };
