@@ -16,6 +16,8 @@
 //! - `service`: the engine API ([`service::Service`]): price -> charge -> compute -> store ->
 //!   hand back, for queries, previews, releases, uploads and administration; the HTTP crate,
 //!   the command line and the demo all call it;
+//! - `sql`: the analysts' SQL dialect (`SELECT WITH DIFFERENTIAL_PRIVACY ...`), parsed by
+//!   DataFusion's `sqlparser` and compiled to a `spec::QuerySpec`: one engine for both;
 //! - `error`: the engine's errors with their stable codes.
 //!
 //! Reads the dataset only through its manifest (`ctstats_schemas::manifest`) and never loads the
@@ -38,5 +40,6 @@ pub mod reference;
 pub mod release;
 pub mod service;
 pub mod spec;
+pub mod sql;
 #[cfg(test)]
 mod testdata;

@@ -409,6 +409,28 @@ fn audit_gaussian() {
     passes("gaussian");
 }
 
+/// A statement of `POST /v1/sql` is answered as the query it compiles to, so it is audited as
+/// that query: here a histogram of CASE bins over one mission, a form only SQL spells this way.
+#[test]
+fn audit_a_sql_statement() {
+    let compiled = crate::sql::compile(
+        "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1, max_records_per_person = 2)
+           CASE WHEN CLAMP(months_to_closure, 0, 24) < 6 THEN 0
+                WHEN CLAMP(months_to_closure, 0, 24) < 12 THEN 6 ELSE 12 END AS closure,
+           COUNT(*) AS cases
+         FROM cases WHERE registration_year BETWEEN 2004 AND 2005 AND mission = 'KGZ'
+         GROUP BY closure",
+    )
+    .unwrap();
+    let pipeline = Pipeline::new(&serde_json::to_string(&compiled.spec).unwrap());
+    let total = pipeline.plan.total;
+    let verdict = audit(&pipeline, total.epsilon, total.delta);
+    eprintln!("audit sql: {verdict:?}");
+    assert!(verdict.events >= 3, "too few events to test");
+    assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
+    assert!(verdict.epsilon_lower_bound <= 1.0);
+}
+
 #[test]
 fn audit_flags_noise_for_twice_the_declared_epsilon() {
     // The noise is drawn for epsilon 2 while the query declares (and is charged) epsilon 1.
