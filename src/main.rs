@@ -142,11 +142,14 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
+    // The SQL parser logs the tokens it reads at debug level, and a statement's literals are
+    // values a caller typed (names, if a caller types one): never logged, whatever the level
+    // or RUST_LOG asks (the directive comes last, so it wins).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+        .add_directive("sqlparser=warn".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(cli.command) {

@@ -76,6 +76,7 @@ codes! {
     InvalidParameters = "invalid_parameters", Invalid;
     InvalidProfile = "invalid_profile", Invalid;
     InvalidQuery = "invalid_query", Invalid;
+    InvalidSql = "invalid_sql", Invalid;
     InvalidAmount = "invalid_amount", Invalid;
     InvalidPrincipal = "invalid_principal", Invalid;
     InvalidBudget = "invalid_budget", Invalid;
@@ -136,6 +137,12 @@ impl EngineError {
             .join("; ");
         EngineError::new(Code::InvalidQuery, message)
             .with_details(serde_json::json!({ "errors": errors.0 }))
+    }
+
+    /// A SQL statement refused: the construct and where it is, as a message and as details.
+    pub fn invalid_sql(error: &crate::sql::SqlError) -> Self {
+        EngineError::new(Code::InvalidSql, error.to_string())
+            .with_details(serde_json::json!({ "sql": error }))
     }
 
     pub fn invalid_json(message: impl Into<String>) -> Self {

@@ -25,6 +25,7 @@ mod principals;
 pub mod query;
 mod reference;
 mod releases;
+mod sql;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -132,6 +133,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/dimensions", get(dimensions::dimensions))
         .route("/v1/query", post(query::query))
         .route("/v1/preview", post(query::preview))
+        .route("/v1/sql", post(sql::sql))
+        .route("/v1/sql/preview", post(sql::sql_preview))
         .route("/v1/budget", get(budget::budget))
         .route("/v1/batches", batches)
         .route(

@@ -9,8 +9,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::query;
 use crate::{AppState, audit, batches, budget, dashboard, dataset_budget, dimensions, principals};
+use crate::{query, sql};
 use crate::{reference, releases};
 
 struct BearerAuth;
@@ -35,7 +35,7 @@ impl Modify for BearerAuth {
             is charged to the caller's privacy budget before it is released."
     ),
     paths(
-        query::query, query::preview, budget::budget, dimensions::dimensions, batches::upload,
+        query::query, query::preview, sql::sql, sql::sql_preview, budget::budget, dimensions::dimensions, batches::upload,
         batches::list_batches, principals::list_principals, principals::add_principal,
         principals::revoke_principal, principals::set_budget, principals::bind_missions, dataset_budget::dataset_budget,
         dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
@@ -43,7 +43,7 @@ impl Modify for BearerAuth {
         releases::get_release, reference::get_reference, reference::put_reference,
         dashboard::dashboard
     ),
-    components(schemas(ErrorBody, ErrorDetail, SpecError, Answer, answer::Cell, answer::Estimate)),
+    components(schemas(ErrorBody, ErrorDetail, SpecError, ctstats_query::sql::SqlError, Answer, answer::Cell, answer::Estimate)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

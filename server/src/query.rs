@@ -6,9 +6,9 @@ use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use ctstats_query::error::Code;
-use ctstats_query::service::QUERY_ROLES;
+use ctstats_query::error::{Code, EngineError};
 use ctstats_query::service::views::{PreviewResponse, QueryResponse};
+use ctstats_query::service::{QUERY_ROLES, Service};
 use ctstats_query::spec::QuerySpec;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -57,7 +57,7 @@ pub fn csv_response(body: String) -> Response {
     r
 }
 
-fn respond(response: QueryResponse, csv: bool) -> Result<Response, ApiError> {
+pub(crate) fn respond(response: QueryResponse, csv: bool) -> Result<Response, ApiError> {
     if !csv {
         return Ok(Json(response).into_response());
     }
@@ -115,17 +115,33 @@ pub(crate) async fn query(
     body: Result<RawBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let service = state.service();
-    let request = wants_csv(format, &headers).and_then(|csv| {
+    let (csv, spec) = judged(service, &token, format, &headers, body, |b| {
+        service.parse_query(b)
+    })
+    .await?;
+    // The token is looked up with the stored answer, in one hop.
+    respond(service.ask_with_token(token, spec).await?, csv)
+}
+
+/// The CSV choice and the body as `parse` reads it. As for every endpoint, who asks is checked
+/// before the request is judged: on a refusal of the request, a caller without a query role (or
+/// without a valid token) learns nothing from the body's validation.
+pub(crate) async fn judged<T>(
+    service: &Service,
+    token: &str,
+    format: Result<Query<FormatParams>, QueryRejection>,
+    headers: &HeaderMap,
+    body: Result<RawBody, ApiError>,
+    parse: impl FnOnce(&[u8]) -> Result<T, EngineError>,
+) -> Result<(bool, T), ApiError> {
+    let request = wants_csv(format, headers).and_then(|csv| {
         let RawBody(body) = body?;
-        Ok((csv, service.parse_query(&body)?))
+        Ok((csv, parse(&body)?))
     });
     match request {
-        // The token is looked up with the stored answer, in one hop.
-        Ok((csv, spec)) => respond(service.ask_with_token(token, spec).await?, csv),
-        // As for every endpoint, who asks is checked before the request is judged: a caller
-        // without a query role learns nothing from the body's validation.
+        Ok(r) => Ok(r),
         Err(e) => {
-            let principal = service.authenticate(token).await?;
+            let principal = service.authenticate(token.to_string()).await?;
             ctstats_query::service::require(&principal, QUERY_ROLES)?;
             Err(e)
         }

@@ -165,10 +165,19 @@ pub fn assert_no_canary(canaries: &[&str], haystacks: &[(String, String)]) {
         ];
         for form in forms.iter().filter(|f| f.len() >= 6) {
             for (name, hay) in haystacks {
-                assert!(
-                    !hay.to_lowercase().contains(&form.to_lowercase()),
-                    "canary form {form:?} found in {name}"
-                );
+                let lower = hay.to_lowercase();
+                if let Some(i) = lower.find(&form.to_lowercase()) {
+                    let line = hay[..i].rsplit('\n').next().unwrap_or("");
+                    let line: String = line
+                        .chars()
+                        .rev()
+                        .take(160)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    panic!("canary form {form:?} found in {name}, after: {line:?}");
+                }
             }
         }
     }

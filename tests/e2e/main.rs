@@ -10,3 +10,4 @@ mod hostile;
 mod ingest;
 mod release;
 mod serve;
+mod sql;

@@ -38,7 +38,7 @@ pub(crate) struct Tokens {
     other_ngo: String,
     revoked: String,
     analyst_id: String,
-    researcher_id: String,
+    pub(crate) researcher_id: String,
     victim_id: String,
 }
 
@@ -189,7 +189,7 @@ async fn preview_query(s: &Service, token: Option<&str>, spec: Value) -> (Status
 }
 
 /// Persons per mission and registration year, 2003-2008, at `epsilon`.
-fn grouped(epsilon: f64) -> Value {
+pub(crate) fn grouped(epsilon: f64) -> Value {
     json!({
         "measure": "persons",
         "group_by": ["mission", "registration_year"],
@@ -198,7 +198,16 @@ fn grouped(epsilon: f64) -> Value {
     })
 }
 
-fn error_code(body: &Value) -> &str {
+/// [`grouped`] as a SQL statement: the same question, so the same query hash.
+pub(crate) fn grouped_sql(epsilon: f64) -> Value {
+    json!({"sql": format!(
+        "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = {epsilon}) \
+         mission, registration_year, COUNT(DISTINCT person) AS persons FROM cases \
+         WHERE registration_year BETWEEN 2003 AND 2008 GROUP BY mission, registration_year"
+    )})
+}
+
+pub(crate) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
@@ -469,6 +478,20 @@ async fn every_endpoint_answers_each_role_as_documented() {
             Method::POST,
             "/v1/preview".into(),
             Some(grouped(0.5)),
+            Some(queriers),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/sql".into(),
+            Some(grouped_sql(0.5)),
+            Some(queriers),
+            StatusCode::OK,
+        ),
+        (
+            Method::POST,
+            "/v1/sql/preview".into(),
+            Some(grouped_sql(0.5)),
             Some(queriers),
             StatusCode::OK,
         ),
@@ -1199,6 +1222,8 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
     for (path, method) in [
         ("/v1/query", "post"),
         ("/v1/preview", "post"),
+        ("/v1/sql", "post"),
+        ("/v1/sql/preview", "post"),
         ("/v1/budget", "get"),
         ("/v1/dimensions", "get"),
         ("/v1/batches", "get"),
@@ -1226,7 +1251,7 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(paths.len(), 18);
+    assert_eq!(paths.len(), 20);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
 
@@ -1435,6 +1460,23 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             Some(t.analyst.as_str()),
             Some(grouped(0.5)),
             Class::DpCharged,
+        ),
+        // Another question than the JSON one above, so it is charged, not re-served.
+        (
+            Method::POST,
+            "/v1/sql",
+            "/v1/sql".into(),
+            Some(t.analyst.as_str()),
+            Some(grouped_sql(0.25)),
+            Class::DpCharged,
+        ),
+        (
+            Method::POST,
+            "/v1/sql/preview",
+            "/v1/sql/preview".into(),
+            Some(t.analyst.as_str()),
+            Some(grouped_sql(0.5)),
+            Class::Ledger,
         ),
         (
             Method::POST,
@@ -1831,6 +1873,18 @@ fn canaries_sent_over_http_reach_no_dataset_ledger_or_log() {
     for path in ["/v1/query", "/v1/preview"] {
         let (status, body) = http(&addr, "POST", path, &analyst, &asking.to_string()).unwrap();
         assert_eq!(status, 400, "{path}: {body}");
+    }
+    let asking_sql = json!({"sql": format!(
+        "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 0.1) mission, COUNT(*) FROM cases \
+         WHERE registration_year = 2005 AND gender = '{}' GROUP BY mission", canaries[10])});
+    let refused_sql = json!({"sql": format!(
+        "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 0.1) mission, COUNT(*) FROM cases \
+         WHERE registration_year = 2005 AND record_key = '{}' GROUP BY mission", canaries[10])});
+    for body in [&asking_sql, &refused_sql] {
+        for path in ["/v1/sql", "/v1/sql/preview"] {
+            let (status, body) = http(&addr, "POST", path, &analyst, &body.to_string()).unwrap();
+            assert_eq!(status, 400, "{path}: {body}");
+        }
     }
     let (status, body) = http(
         &addr,

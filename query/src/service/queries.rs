@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::views::{
-    AnswerBody, BudgetView, Catalogue, PreviewResponse, QueryResponse, StoredAnswer,
+    AnswerBody, BudgetView, Catalogue, PreviewResponse, QueryResponse, SqlRequest, StoredAnswer,
 };
 use super::{Paying, QUERY_ROLES, Service, no_budget, require};
 use crate::answer::{self, Answer, CostPlan};
@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::ledger::{self, Paid, Principal};
 use crate::plan;
 use crate::spec::{self, QuerySpec, ValidatedSpec};
+use crate::sql::{self, Arrangement};
 
 /// A released answer, as stored with its charge.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,21 @@ impl Service {
         })?;
         spec.validate(&self.config().missions)
             .map_err(|e| EngineError::invalid_query(&e))
+    }
+
+    /// Parse and compile a SQL request body (`{"sql": "..."}`) and validate the query it asks,
+    /// as [`Service::parse_query`] does a JSON one: one spec, one hash, whichever was sent.
+    pub fn parse_sql(&self, body: &[u8]) -> Result<(ValidatedSpec, Arrangement)> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| EngineError::invalid_json("the body is not UTF-8 JSON"))?;
+        let request: SqlRequest =
+            serde_json::from_str(text).map_err(|e| EngineError::invalid_json(e.to_string()))?;
+        let compiled = sql::compile(&request.sql).map_err(|e| EngineError::invalid_sql(&e))?;
+        let spec = compiled
+            .spec
+            .validate(&self.config().missions)
+            .map_err(|e| EngineError::invalid_query(&e))?;
+        Ok((spec, compiled.arrangement))
     }
 
     /// Ask a DP query as `principal`: priced, charged (write-ahead), computed, stored, and handed

@@ -11,6 +11,7 @@ use crate::error::{Code, EngineError};
 use crate::indicators::IndicatorView;
 use crate::ledger::{Budget, Role, Scope, Total, UploadRecord};
 use crate::release::{DesignKind, ReleaseSummary};
+use crate::sql::Arrangement;
 
 /// A budget on the served dataset (a principal's, or the dataset-wide one) and what was spent of
 /// it, composed in zCDP (README, privacy model): the guarantee so far is
@@ -145,6 +146,109 @@ impl AnswerBody {
                 Ok(answer::to_csv(&cells.dimensions, &cells.cells))
             }
         }
+    }
+}
+
+/// A SQL statement, as posted to `POST /v1/sql` and `POST /v1/sql/preview`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (...) ... FROM cases ...` statement (README,
+    /// "SQL for analysts").
+    #[schema(
+        example = "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 0.5) mission, \
+        COUNT(DISTINCT person) FROM cases WHERE registration_year BETWEEN 2003 AND 2006 GROUP BY mission"
+    )]
+    pub sql: String,
+}
+
+impl QueryResponse {
+    /// The cells ordered, offset and limited as a SQL statement asked: post-processing of
+    /// released values, applied to a fresh and a re-served answer alike; a note says so.
+    pub fn arranged(mut self, arrangement: &Arrangement) -> Result<QueryResponse, EngineError> {
+        if arrangement.is_none() {
+            return Ok(self);
+        }
+        let mut answer: Value = match &self.answer {
+            AnswerBody::Fresh(a) => serde_json::to_value(a).map_err(EngineError::internal)?,
+            AnswerBody::Stored(StoredAnswer(v)) => {
+                serde_json::from_str(v.get()).map_err(EngineError::internal)?
+            }
+        };
+        let dimensions: Vec<String> =
+            serde_json::from_value(answer["dimensions"].clone()).map_err(EngineError::internal)?;
+        let mut keys = Vec::new();
+        for k in &arrangement.order_by {
+            let at = match k.column.as_str() {
+                "estimate" => None,
+                name => Some(dimensions.iter().position(|d| d == name).ok_or_else(|| {
+                    EngineError::internal(format!("order key {name} is not a dimension"))
+                })?),
+            };
+            keys.push((at, k.descending));
+        }
+        let Some(cells) = answer["cells"].as_array_mut() else {
+            return Err(EngineError::internal("an answer without cells"));
+        };
+        let total = cells.len();
+        cells.sort_by(|a, b| {
+            keys.iter()
+                .map(|&(at, descending)| {
+                    let order = match at {
+                        None => {
+                            let (x, y) = (a["estimate"].as_f64(), b["estimate"].as_f64());
+                            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+                        }
+                        Some(i) => compare_keys(&a["key"][i], &b["key"][i]),
+                    };
+                    if descending { order.reverse() } else { order }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let offset = usize::try_from(arrangement.offset).unwrap_or(usize::MAX);
+        let kept: Vec<Value> = cells
+            .drain(..)
+            .skip(offset)
+            .take(
+                arrangement
+                    .limit
+                    .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+            )
+            .collect();
+        let shown = kept.len();
+        *cells = kept;
+        let order: Vec<String> = arrangement
+            .order_by
+            .iter()
+            .map(|k| format!("{}{}", k.column, if k.descending { " DESC" } else { "" }))
+            .collect();
+        let note = format!(
+            "SQL ORDER BY {}, OFFSET {}, LIMIT {}: applied to the released cells, after noise; \
+             {shown} of {total} cells shown",
+            if order.is_empty() {
+                "-".to_string()
+            } else {
+                order.join(", ")
+            },
+            arrangement.offset,
+            arrangement.limit.map_or("-".to_string(), |l| l.to_string()),
+        );
+        if let Some(notes) = answer["notes"].as_array_mut() {
+            notes.push(Value::String(note));
+        }
+        let text = serde_json::value::to_raw_value(&answer).map_err(EngineError::internal)?;
+        self.answer = AnswerBody::Stored(StoredAnswer(text));
+        Ok(self)
+    }
+}
+
+/// Keys in order: numbers (years) as numbers, other keys as text.
+fn compare_keys(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let (a, b) = (a.as_str().unwrap_or(""), b.as_str().unwrap_or(""));
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
     }
 }
 
