@@ -11,8 +11,8 @@ use ctstats_ingest::{Dataset, IngestRequest, Profile, Secret};
 use ctstats_query::error::Code;
 use ctstats_query::ledger::{Ledger, Role, Total};
 use ctstats_query::service::{
-    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MEMORY_BUDGET, ServiceConfig, UploadError, UploadOutcome,
-    UploadRequest, Uploader,
+    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MEMORY_BUDGET, ServiceConfig, TemplateForm, UploadError,
+    UploadOutcome, UploadRequest, Uploader,
 };
 use ctstats_server::AppState;
 
@@ -131,6 +131,13 @@ fn invalid(code: Code, message: impl Into<String>) -> UploadError {
 }
 
 impl Uploader for IngestUploader {
+    fn template(&self, form: TemplateForm) -> String {
+        match form {
+            TemplateForm::Csv => ctstats_ingest::template::template_csv(),
+            TemplateForm::Markdown => ctstats_ingest::template::field_guide_markdown(),
+        }
+    }
+
     fn upload(&self, path: &Path, request: &UploadRequest) -> Result<UploadOutcome, UploadError> {
         let p = &request.params;
         // Over HTTP only the built-in profiles: a profile path would read the server's files.

@@ -29,6 +29,7 @@ pub mod profile;
 pub mod pseudonymise;
 pub mod read;
 pub mod report;
+pub mod template;
 pub mod writer;
 
 pub use dataset::Dataset;

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use ctstats_query::error::Code;
-use ctstats_query::service::uploads::{Received, UploadParams, Uploaded};
+use ctstats_query::service::uploads::{Received, TemplateForm, UploadParams, Uploaded};
 use ctstats_query::service::views::{BatchList, UploadResponse};
 use futures_util::StreamExt;
 use utoipa::ToSchema;
@@ -206,4 +207,61 @@ pub(crate) async fn list_batches(
     caller: Caller<Ngo>,
 ) -> Result<Json<BatchList>, ApiError> {
     Ok(Json(state.service().batches(&caller.principal).await?))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TemplateParams {
+    /// `csv` (default: the header line to fill in) or `markdown` (the field guide).
+    #[serde(default)]
+    #[param(pattern = "^(csv|markdown)$")]
+    pub format: Option<String>,
+}
+
+/// The upload template: the canonical profile's columns as a CSV header, or the field guide
+/// (every column, its type, values and meaning) as Markdown. Public: it holds no records.
+#[utoipa::path(
+    get, path = "/v1/batches/template", tag = "batches",
+    params(TemplateParams),
+    responses(
+        (status = 200, description = "The template", content(
+            (String = "text/csv"), (String = "text/markdown"))),
+        (status = 400, description = "An unknown format", body = ErrorBody),
+        (status = 404, description = "This server takes no uploads", body = ErrorBody),
+        Failure,
+    )
+)]
+pub(crate) async fn template(
+    State(state): State<AppState>,
+    params: Result<Query<TemplateParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(query_string_error)?;
+    let (form, content_type, name) = match params.format.as_deref() {
+        None | Some("csv") => (
+            TemplateForm::Csv,
+            "text/csv; charset=utf-8",
+            "ctstats-template.csv",
+        ),
+        Some("markdown") => (
+            TemplateForm::Markdown,
+            "text/markdown; charset=utf-8",
+            "ctstats-fields.md",
+        ),
+        Some(other) => {
+            return Err(ApiError::new(
+                Code::InvalidParameters,
+                format!("format is csv or markdown, not {other:?}"),
+            ));
+        }
+    };
+    let body = state.service().upload_template(form)?;
+    let mut r = body.into_response();
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            .map_err(ApiError::internal)?,
+    );
+    Ok(r)
 }

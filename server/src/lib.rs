@@ -137,6 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/sql/preview", post(sql::sql_preview))
         .route("/v1/budget", get(budget::budget))
         .route("/v1/batches", batches)
+        .route("/v1/batches/template", get(batches::template))
         .route(
             "/v1/principals",
             get(principals::list_principals).post(principals::add_principal),
@@ -164,6 +165,7 @@ pub fn app(state: AppState) -> Router {
             get(reference::get_reference).put(reference::put_reference),
         )
         .route("/dashboard", get(dashboard::dashboard))
+        .route("/upload", get(dashboard::upload_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_requests))

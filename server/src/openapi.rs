@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
         dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
         dimensions::list_indicators, releases::create_release, releases::preview_release, releases::list_releases,
         releases::get_release, reference::get_reference, reference::put_reference,
-        dashboard::dashboard
+        dashboard::dashboard, dashboard::upload_page, batches::template
     ),
     components(schemas(ErrorBody, ErrorDetail, SpecError, ctstats_query::sql::SqlError, Answer, answer::Cell, answer::Estimate)),
     modifiers(&BearerAuth)

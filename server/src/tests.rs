@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::StatusCode;
 use ctstats_query::ledger::Role;
-use ctstats_query::service::{UploadError, UploadOutcome, UploadRequest};
+use ctstats_query::service::{TemplateForm, UploadError, UploadOutcome, UploadRequest};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -57,6 +57,10 @@ impl Uploader for SlowUploader {
             status: "rejected".into(),
             report: serde_json::json!({}),
         })
+    }
+
+    fn template(&self, _: TemplateForm) -> String {
+        String::new()
     }
 }
 

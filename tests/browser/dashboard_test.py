@@ -133,6 +133,21 @@ class WebDriver:
         return self.session_cmd("POST", "/se/log", {"type": "browser"})
 
 
+def chromium_capabilities(binary, profile, size):
+    """Headless Chromium with a throwaway profile, logging the console."""
+    return {
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": binary,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                     f"--window-size={size}", f"--user-data-dir={profile}"],
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    }
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -593,17 +608,7 @@ def main():
         try:
             driver, url = start_chromedriver(args.chromedriver, log)
             wd = WebDriver(url)
-            wd.start({
-                "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": args.chromium,
-                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                             "--no-first-run", "--disable-background-networking",
-                             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                             "--window-size=1280,900", f"--user-data-dir={profile}"],
-                },
-                "goog:loggingPrefs": {"browser": "ALL"},
-            })
+            wd.start(chromium_capabilities(args.chromium, profile, "1280,900"))
             test.run(wd)
         except Fatal as e:
             fatal = str(e)

@@ -510,6 +510,14 @@ async fn every_endpoint_answers_each_role_as_documented() {
             StatusCode::OK,
         ),
         (
+            Method::GET,
+            "/v1/batches/template?format=csv".into(),
+            None,
+            None,
+            StatusCode::OK,
+        ),
+        (Method::GET, "/upload".into(), None, None, StatusCode::OK),
+        (
             Method::POST,
             upload_uri.into(),
             None,
@@ -599,7 +607,11 @@ async fn every_endpoint_answers_each_role_as_documented() {
                 (Some(allowed), Some(r)) if allowed.contains(r) => (*ok, None),
                 (Some(_), Some(_)) => (StatusCode::FORBIDDEN, Some("forbidden")),
             };
-            let (status, got) = if uri.starts_with("/v1/batches?") {
+            let (status, got) = if uri.starts_with("/v1/batches/template") || uri == "/upload" {
+                let (status, _, _) =
+                    send(&s.router, method.clone(), uri, *token, None, vec![]).await;
+                (status, Value::Null)
+            } else if uri.starts_with("/v1/batches?") {
                 let (status, _, bytes) = send(
                     &s.router,
                     method.clone(),
@@ -1245,13 +1257,15 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
         ("/v1/reference/{table}", "get"),
         ("/v1/reference/{table}", "put"),
         ("/dashboard", "get"),
+        ("/upload", "get"),
+        ("/v1/batches/template", "get"),
     ] {
         assert!(
             paths[path][method].is_object(),
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(paths.len(), 20);
+    assert_eq!(paths.len(), 22);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
 
@@ -1520,6 +1534,22 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
         ),
         (
             Method::GET,
+            "/upload",
+            "/upload".into(),
+            None,
+            None,
+            Class::Public,
+        ),
+        (
+            Method::GET,
+            "/v1/batches/template",
+            "/v1/batches/template?format=markdown".into(),
+            None,
+            None,
+            Class::Public,
+        ),
+        (
+            Method::GET,
             "/v1/dataset/budget",
             "/v1/dataset/budget".into(),
             Some(t.admin.as_str()),
@@ -1608,7 +1638,7 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
                         status,
                         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                     )
-                } else if path == "/dashboard" {
+                } else if ["/dashboard", "/upload", "/v1/batches/template"].contains(&path) {
                     let (status, _, bytes) = send(&router, method, &uri, None, None, vec![]).await;
                     (
                         status,
@@ -2235,5 +2265,127 @@ async fn the_query_route_judges_the_caller_first_and_revocation_stops_reuse() {
     assert_eq!(
         (status, error_code(&refused)),
         (StatusCode::UNAUTHORIZED, "invalid_token")
+    );
+}
+
+// The upload page's template, filled in as an NGO officer would, goes through with nothing
+// rejected; the guide documents every column; the page is served; the batch list tells the page
+// the principal's missions and the size limit.
+#[tokio::test]
+async fn the_template_filled_in_is_committed_and_the_upload_page_is_served() {
+    let s = service(1.0);
+    let (r, t) = (&s.router, &s.tokens);
+    let (status, headers, csv) =
+        send(r, Method::GET, "/v1/batches/template", None, None, vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let header = String::from_utf8(csv).unwrap();
+    let columns: Vec<&str> = header.trim_end().split(',').collect();
+    for c in [
+        "local_case_id",
+        "first_name",
+        "birth_date",
+        "registration_month",
+        "gender",
+    ] {
+        assert!(columns.contains(&c), "{c} missing from {header}");
+    }
+    for c in ["person_key", "record_key", "batch_id", "reporting_mission"] {
+        assert!(
+            !columns.contains(&c),
+            "{c} is set by ctstats, not by the file"
+        );
+    }
+    let value = |c: &str| match c {
+        "local_case_id" => "T-1",
+        "first_name" => "Template",
+        "last_name" => "Person",
+        "birth_date" => "1990-05-01",
+        "registration_month" => "2005-03-15",
+        "gender" => "female",
+        "citizenship" => "UKR",
+        "shelter_offered" => "yes",
+        _ => "",
+    };
+    let row: Vec<&str> = columns.iter().map(|c| value(c)).collect();
+    let file = format!("{header}{}\n", row.join(","));
+    let (status, _, body) = send(
+        r,
+        Method::POST,
+        "/v1/batches?mission=UKR&filename=filled.csv",
+        Some(&t.ngo),
+        Some("application/octet-stream"),
+        file.into_bytes(),
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["report"]["rows_committed"], 1, "{body}");
+    assert_eq!(body["report"]["issues_total"], 0, "{body}");
+
+    let (status, _, guide) = send(
+        r,
+        Method::GET,
+        "/v1/batches/template?format=markdown",
+        None,
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let guide = String::from_utf8(guide).unwrap();
+    for c in &columns {
+        assert!(
+            guide.contains(&format!("| `{c}` |")),
+            "{c} is not in the guide"
+        );
+    }
+    let (status, body) = call(
+        r,
+        Method::GET,
+        "/v1/batches/template?format=pdf",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_parameters")
+    );
+
+    let (status, headers, page) = send(r, Method::GET, "/upload", None, None, vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains("v1/batches/template?format=csv") && page.contains("xhr.upload.onprogress")
+    );
+
+    let (status, list) = call(r, Method::GET, "/v1/batches", Some(&t.ngo), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["max_upload_bytes"], 1 << 20);
+    assert_eq!(list["takes_uploads"], true);
+    assert_eq!(list["missions"], json!(["UKR"]));
+
+    // Without uploads there is no template either.
+    let state = AppState::new(
+        s.state.config().clone(),
+        Ledger::open(&s.dir.path().join("l3.sqlite")).unwrap(),
+        None,
+    );
+    let (status, body) = call(&app(state), Method::GET, "/v1/batches/template", None, None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found")
     );
 }

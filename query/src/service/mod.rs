@@ -26,7 +26,7 @@ use crate::data::Data;
 use crate::dp::Loss;
 use crate::error::{Code, EngineError, Result};
 use crate::ledger::{Budget, Charge, Ledger, LedgerError, Paid, Principal, Refusal, Role, Scope};
-pub use uploads::{UploadError, UploadOutcome, UploadRequest, Uploader};
+pub use uploads::{TemplateForm, UploadError, UploadOutcome, UploadRequest, Uploader};
 use views::{BudgetView, ChargePreviewView, LeftView};
 
 /// What the service serves.
@@ -126,6 +126,17 @@ impl Service {
     /// The dataset queries read (its snapshot, or its files).
     pub fn data(&self) -> &Data {
         &self.inner.data
+    }
+
+    /// The upload template in `form`; `not_found` on a server that takes no uploads.
+    pub fn upload_template(&self, form: uploads::TemplateForm) -> Result<String> {
+        match &self.inner.uploader {
+            Some(u) => Ok(u.template(form)),
+            None => Err(EngineError::new(
+                Code::NotFound,
+                "this server takes no uploads",
+            )),
+        }
     }
 
     /// Whether uploads are taken (an uploader, with the key, was given).

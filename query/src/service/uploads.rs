@@ -86,6 +86,17 @@ pub enum UploadError {
 pub trait Uploader: Send + Sync + 'static {
     /// Ingest the file at `path` (readable until this returns). Runs on a blocking thread.
     fn upload(&self, path: &Path, request: &UploadRequest) -> Result<UploadOutcome, UploadError>;
+    /// What an NGO fills in: the template's CSV header, or the field guide as Markdown.
+    fn template(&self, form: TemplateForm) -> String;
+}
+
+/// The forms of the upload template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateForm {
+    /// One CSV header line of the canonical profile's columns.
+    Csv,
+    /// The field guide: every column, its type, values and meaning.
+    Markdown,
 }
 
 /// How an upload ended, for the front end's status.
@@ -251,6 +262,9 @@ impl Service {
         let uploads = self.db(move |l| l.uploads(&o)).await?;
         Ok(BatchList {
             organisation: org,
+            missions: principal.missions.clone(),
+            takes_uploads: self.takes_uploads(),
+            max_upload_bytes: self.config().max_upload_bytes,
             batches,
             uploads,
         })

@@ -360,6 +360,11 @@ pub struct UploadResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchList {
     pub organisation: String,
+    /// The missions the principal may upload for.
+    pub missions: Vec<String>,
+    /// Whether this server takes uploads, and up to how many bytes each.
+    pub takes_uploads: bool,
+    pub max_upload_bytes: u64,
     /// Committed batches of the organisation, from the dataset manifest.
     #[schema(value_type = Vec<Object>)]
     pub batches: Vec<Value>,
