@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
 use crate::answer::CostPlan;
-use crate::spec::QuerySpec;
+use crate::spec::{QuerySpec, SpecErrors};
 use crate::sql;
 
 const KEYS: &[&str] = &[
@@ -99,8 +99,13 @@ fn arb_json() -> impl Strategy<Value = Value> {
 
 /// Validation and pricing of one body: any outcome but a panic; errors name a field.
 fn check(body: &Value) -> Result<(), TestCaseError> {
+    check_spec(QuerySpec::from_json(&body.to_string()))
+}
+
+/// Validation and pricing of a parsed query, whichever front end it came from.
+fn check_spec(spec: Result<QuerySpec, SpecErrors>) -> Result<(), TestCaseError> {
     let missions = vec!["KGZ".to_string(), "UKR".to_string()];
-    match QuerySpec::from_json(&body.to_string()).and_then(|q| q.validate(&missions)) {
+    match spec.and_then(|q| q.validate(&missions)) {
         Err(errors) => prop_assert!(errors.0.iter().all(|e| !e.field.is_empty()), "{errors:?}"),
         Ok(spec) => {
             // Pricing a valid spec either works or says why; it never panics.
@@ -320,24 +325,16 @@ fn arb_sql() -> impl Strategy<Value = String> {
 /// Compilation, validation and pricing of one statement: any outcome but a panic; refusals name
 /// a construct and a position inside the statement.
 fn check_sql(statement: &str) -> Result<(), TestCaseError> {
-    let missions = vec!["KGZ".to_string(), "UKR".to_string()];
     match sql::compile(statement) {
         Err(e) => {
             prop_assert!(!e.construct.is_empty() && !e.message.is_empty(), "{e:?}");
             let lines = statement.lines().count().max(1) as u64;
             prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e} in {statement:?}");
             prop_assert!(e.column >= 1, "{e}");
+            Ok(())
         }
-        Ok(q) => match q.spec.validate(&missions) {
-            Err(errors) => {
-                prop_assert!(errors.0.iter().all(|e| !e.field.is_empty()), "{errors:?}")
-            }
-            Ok(spec) => {
-                let _ = CostPlan::new(&spec);
-            }
-        },
+        Ok(q) => check_spec(Ok(q.spec)),
     }
-    Ok(())
 }
 
 /// As [`fuzz_query_json`]; says how many of the statements compiled.

@@ -76,6 +76,15 @@ pub const MAX_SQL_BYTES: usize = 65_536;
 /// The dimension of a histogram's bins in answers.
 const BIN: &str = "bin";
 
+const SUBQUERY: &str = "subqueries are not allowed; a statement reads FROM cases once";
+const CTE: &str = "common table expressions are not allowed; ask FROM cases directly";
+const WINDOW: &str = "window functions are not allowed: they would release per-record values";
+const STATEMENT_FORM: &str =
+    "a statement is SELECT ... FROM cases [WHERE] [GROUP BY] [ORDER BY] [LIMIT]";
+const LIST_VALUES: &str = "list the values kept with IN (...)";
+const ONE_STATEMENT: &str = "send one SELECT statement per request";
+const ONLY_SELECT: &str = "only SELECT WITH DIFFERENTIAL_PRIVACY is answered";
+
 /// A refusal: where, which construct, and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SqlError {
@@ -202,15 +211,11 @@ pub fn compile(sql: &str) -> Result<SqlQuery> {
         .map_err(parser_error)?;
     if statements.len() != 1 {
         let second = statements.get(1).map_or(origin, at);
-        return refuse(second, "statement", "send one SELECT statement per request");
+        return refuse(second, "statement", ONE_STATEMENT);
     }
     match statements.remove(0) {
         Statement::Query(query) => compile_query(&query, options),
-        other => refuse(
-            at(&other),
-            "statement",
-            "only SELECT WITH DIFFERENTIAL_PRIVACY is answered",
-        ),
+        other => refuse(at(&other), "statement", ONLY_SELECT),
     }
 }
 
@@ -298,25 +303,13 @@ fn take_dp_clause(mut tokens: Vec<TokenWithSpan>) -> Result<(Options, Vec<TokenW
     if let Some(k) = (0..significant.len()).find(|&k| token(k).unwrap().token == Token::SemiColon)
         && let Some(next) = token(k + 1)
     {
-        return refuse(
-            start(next.span),
-            "statement",
-            "send one SELECT statement per request",
-        );
+        return refuse(start(next.span), "statement", ONE_STATEMENT);
     }
     if is_word(first, "with") {
-        return refuse(
-            start(first.span),
-            "WITH",
-            "common table expressions are not allowed; ask FROM cases directly",
-        );
+        return refuse(start(first.span), "WITH", CTE);
     }
     if !is_word(first, "select") {
-        return refuse(
-            start(first.span),
-            "statement",
-            "only SELECT WITH DIFFERENTIAL_PRIVACY is answered",
-        );
+        return refuse(start(first.span), "statement", ONLY_SELECT);
     }
     let (Some(with), Some(dp)) = (token(1), token(2)) else {
         return refuse(start(first.span), "SELECT", DP_CLAUSE);
@@ -789,11 +782,9 @@ fn plain_args<'a>(f: &'a Function, n: usize, form: &str) -> Result<Vec<&'a Expr>
 fn refuse_expr<T>(expr: &Expr, context: &str) -> Result<T> {
     let here = at(expr);
     match expr {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => refuse(
-            here,
-            "subquery",
-            "subqueries are not allowed; a statement reads FROM cases once",
-        ),
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+            refuse(here, "subquery", SUBQUERY)
+        }
         Expr::Function(f) if f.over.is_some() => refuse(
             here,
             "window function",
@@ -843,11 +834,7 @@ const SELECT_ITEMS: &str = "SELECT lists group keys and one aggregate: COUNT(DIS
 
 fn compile_query(query: &Query, options: Options) -> Result<SqlQuery> {
     if let Some(with) = &query.with {
-        return refuse(
-            at(with),
-            "WITH",
-            "common table expressions are not allowed; ask FROM cases directly",
-        );
+        return refuse(at(with), "WITH", CTE);
     }
     if query.fetch.is_some() {
         return refuse(at(query), "FETCH", "use LIMIT");
@@ -858,11 +845,7 @@ fn compile_query(query: &Query, options: Options) -> Result<SqlQuery> {
         || query.format_clause.is_some()
         || !query.pipe_operators.is_empty()
     {
-        return refuse(
-            at(query),
-            "clause",
-            "a statement is SELECT ... FROM cases [WHERE] [GROUP BY] [ORDER BY] [LIMIT]",
-        );
+        return refuse(at(query), "clause", STATEMENT_FORM);
     }
     let select = match query.body.as_ref() {
         SetExpr::Select(s) => s.as_ref(),
@@ -874,11 +857,7 @@ fn compile_query(query: &Query, options: Options) -> Result<SqlQuery> {
             );
         }
         SetExpr::Query(q) => {
-            return refuse(
-                at(q.as_ref()),
-                "subquery",
-                "subqueries are not allowed; a statement reads FROM cases once",
-            );
+            return refuse(at(q.as_ref()), "subquery", SUBQUERY);
         }
         other => return refuse(at(other), "statement", "only SELECT is answered"),
     };
@@ -1164,11 +1143,7 @@ fn check_from(select: &Select) -> Result<Scope> {
             }
             Ok(Scope { qualifiers })
         }
-        TableFactor::Derived { .. } => refuse(
-            at(&from.relation),
-            "subquery",
-            "subqueries are not allowed; a statement reads FROM cases once",
-        ),
+        TableFactor::Derived { .. } => refuse(at(&from.relation), "subquery", SUBQUERY),
         other => refuse(at(other), "FROM", format!("a statement reads FROM {TABLE}")),
     }
 }
@@ -1198,11 +1173,7 @@ fn check_clauses(select: &Select) -> Result<()> {
         return refuse(at(q), "QUALIFY", "window functions are not allowed");
     }
     if !select.named_window.is_empty() {
-        return refuse(
-            at(select),
-            "WINDOW",
-            "window functions are not allowed: they would release per-record values",
-        );
+        return refuse(at(select), "WINDOW", WINDOW);
     }
     if select.top.is_some()
         || select.into.is_some()
@@ -1215,11 +1186,7 @@ fn check_clauses(select: &Select) -> Result<()> {
         || select.exclude.is_some()
         || select.value_table_mode.is_some()
     {
-        return refuse(
-            at(select),
-            "clause",
-            "a statement is SELECT ... FROM cases [WHERE] [GROUP BY] [ORDER BY] [LIMIT]",
-        );
+        return refuse(at(select), "clause", STATEMENT_FORM);
     }
     Ok(())
 }
@@ -1259,10 +1226,8 @@ impl Scope {
     /// An aggregate call, or `None` for another function.
     fn aggregate(&self, f: &Function) -> Result<Option<Aggregate>> {
         let name = function_name(&f.name);
-        if !matches!(
-            name.as_str(),
-            "count" | "sum" | "avg" | "percentile_cont" | "min" | "max"
-        ) {
+        // MIN and MAX are not aggregates here: `refuse_expr` says why.
+        if !matches!(name.as_str(), "count" | "sum" | "avg" | "percentile_cont") {
             return Ok(None);
         }
         if let Some(filter) = &f.filter {
@@ -1272,13 +1237,7 @@ impl Scope {
                 "filter records with WHERE on public dimensions",
             );
         }
-        let here = at(f);
         match name.as_str() {
-            "min" | "max" => refuse(
-                here,
-                "MIN/MAX",
-                "MIN and MAX are decided by one person's record; use PERCENTILE_CONT with bounds",
-            ),
             "count" => self.count(f),
             "sum" => {
                 let args = plain_args(f, 1, "SUM(column) or SUM(CLAMP(column, lower, upper))")?;
@@ -1625,7 +1584,7 @@ impl Scope {
                         );
                     }
                     BinaryOperator::NotEq => {
-                        return refuse(here, "<>", "list the values kept with IN (...)");
+                        return refuse(here, "<>", LIST_VALUES);
                     }
                     BinaryOperator::Eq
                     | BinaryOperator::Lt
@@ -1656,7 +1615,7 @@ impl Scope {
                 negated,
             } => {
                 if *negated {
-                    return refuse(here, "NOT IN", "list the values kept with IN (...)");
+                    return refuse(here, "NOT IN", LIST_VALUES);
                 }
                 let dim = self.dimension(column, CONDITIONS)?;
                 let values = list.iter().map(literal_of).collect::<Result<Vec<_>>>()?;
@@ -1687,13 +1646,13 @@ impl Scope {
                 let dim = self.dimension(column, CONDITIONS)?;
                 Ok(vec![(dim, Condition::Values(vec![Literal::Null], here))])
             }
-            Expr::IsNotNull(_) => refuse(here, "IS NOT NULL", "list the values kept with IN (...)"),
+            Expr::IsNotNull(_) => refuse(here, "IS NOT NULL", LIST_VALUES),
             Expr::UnaryOp {
                 op: UnaryOperator::Not,
                 ..
-            } => refuse(here, "NOT", "list the values kept with IN (...)"),
+            } => refuse(here, "NOT", LIST_VALUES),
             Expr::Like { .. } | Expr::ILike { .. } | Expr::SimilarTo { .. } => {
-                refuse(here, "LIKE", "list the values kept with IN (...)")
+                refuse(here, "LIKE", LIST_VALUES)
             }
             other => {
                 if self.column_ref(other)?.is_some() {
