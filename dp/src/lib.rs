@@ -8,6 +8,8 @@
 //! - [`counts`]: discrete Laplace / Gaussian releases of counts, their previews and costs;
 //! - [`sparse`]: counts over keys too many to enumerate, released above a DP threshold;
 //! - [`released`]: [`Released`], the only type a released number reaches the wire in;
+//! - [`selection`]: private selection of the highest score (OpenDP's noisy max, in zCDP), and
+//!   the seed of a synthetic table's post-processing draws;
 //! - [`zcdp`]: [`Loss`] (rho plus an (epsilon, delta) part), its composition and conversion, and
 //!   the discrete Gaussian calibrated to a rho.
 //!
@@ -15,7 +17,9 @@
 //! Architecture invariants:
 //! - **Noise comes only from OpenDP's samplers** (discrete Laplace, discrete Gaussian), which draw
 //!   from OpenDP's secure random source (`use-openssl`, a default feature kept on in
-//!   `query/Cargo.toml`). No seed, no `rand`, no noise formula of ours.
+//!   `query/Cargo.toml`). No seed, no `rand`, no noise formula of ours. (The one seed this
+//!   crate hands out, [`post_processing_seed`], drives the sampling of synthetic records from a
+//!   model fitted to released marginals: post-processing, not noise.)
 //! - **The cost is what OpenDP's privacy map says**: the privacy loss charged for a release is the
 //!   map, at the declared [`Sensitivity`], of the very measurement that drew the noise. It never
 //!   exceeds the budget asked for; a budget that cannot be honoured is refused, not weakened.
@@ -38,6 +42,7 @@ pub mod calibrate;
 pub mod counts;
 pub mod interval;
 pub mod released;
+pub mod selection;
 pub mod sensitivity;
 pub mod sparse;
 #[cfg(test)]
@@ -49,6 +54,7 @@ use serde::{Deserialize, Serialize};
 pub use counts::{Preview, Release, budget_for_accuracy, preview, release_counts};
 pub use interval::{half_width, pmf};
 pub use released::Released;
+pub use selection::{SelectionPreview, post_processing_seed, preview_selection, select_max};
 pub use sensitivity::Sensitivity;
 pub use sparse::{SparsePreview, SparseRelease, preview_sparse, release_sparse};
 pub use zcdp::{

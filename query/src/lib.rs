@@ -41,5 +41,6 @@ pub mod release;
 pub mod service;
 pub mod spec;
 pub mod sql;
+pub mod synthetic;
 #[cfg(test)]
 mod testdata;

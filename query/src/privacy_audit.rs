@@ -758,3 +758,122 @@ mod auto_bound {
         assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
     }
 }
+
+/// The synthetic-data mechanism (MST): the 1-way and 2-way marginal measurements and the tree
+/// selections, released together as a synthetic table on every run, audited at the table's
+/// whole charge on what the table shows: each column's value counts and the selected tree.
+mod synthetic {
+    use super::*;
+    use crate::synthetic::{Contingency, SyntheticPlan, SyntheticRequest, contingency, synthesize};
+
+    /// Runs per dataset: each run fits and samples a model, so fewer than for a query.
+    const SYNTHETIC_RUNS: usize = 6_000;
+
+    fn exact(recs: &[Rec], plan: &SyntheticPlan) -> Contingency {
+        let dir = tempfile::tempdir().unwrap();
+        write_dataset(dir.path(), recs);
+        block_on(contingency(
+            &Paid::for_tests(),
+            &in_memory(dir.path()),
+            plan,
+        ))
+        .unwrap()
+    }
+
+    /// What a table shows: `count|column|value` for every value drawn, `edge|a|b` per edge.
+    fn shown(plan: &SyntheticPlan, exact: &Contingency) -> Run {
+        let table = synthesize(plan, exact).unwrap().into_inner();
+        let mut run = Run::new();
+        for (i, column) in table.values.iter().enumerate() {
+            for &v in column {
+                let key = format!(
+                    "count|{}|{}",
+                    table.columns[i],
+                    table.domains[i][usize::from(v)]
+                );
+                *run.entry(key).or_default() += 1.0;
+            }
+        }
+        for [a, b] in &table.tree {
+            run.insert(format!("edge|{a}|{b}"), 1.0);
+        }
+        run
+    }
+
+    /// The 1-way counts of the bounded records, keyed as [`shown`] keys them.
+    fn one_way(plan: &SyntheticPlan, exact: &Contingency) -> Run {
+        let mut run = Run::new();
+        for (cells, n) in &exact.rows {
+            for (i, &c) in cells.iter().enumerate() {
+                let column = &plan.columns[i];
+                let key = format!("count|{}|{}", column.name, column.domain[usize::from(c)]);
+                *run.entry(key).or_default() += *n as f64;
+            }
+        }
+        run
+    }
+
+    fn request(epsilon: f64) -> SyntheticRequest {
+        SyntheticRequest {
+            name: "audit".into(),
+            columns: Some(
+                ["mission", "registration_year", "gender"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            missions: None,
+            from: 2004,
+            to: 2005,
+            epsilon,
+            delta: 1e-6,
+            max_records_per_person: Some(2),
+        }
+    }
+
+    /// Audit the table drawn with `plan`'s noise at the (epsilon, delta) `declared`.
+    fn audit_plan(plan: &SyntheticPlan, declared: (f64, f64), runs: usize) -> Verdict {
+        let recs = dataset();
+        let sides = [exact(&recs, plan), exact(&neighbour(&recs), plan)];
+        let (a, b) = (one_way(plan, &sides[0]), one_way(plan, &sides[1]));
+        let differ: Vec<String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // x's two kept records move its mission, both years and its gender.
+        assert!(differ.len() >= 3, "{differ:?}");
+        audit_runs(
+            differ,
+            &|on_d, n| {
+                let side = &sides[usize::from(!on_d)];
+                (0..n).map(|_| shown(plan, side)).collect()
+            },
+            declared,
+            runs,
+        )
+    }
+
+    #[test]
+    fn a_synthetic_table_with_too_little_noise_is_flagged() {
+        // The noise of epsilon 40, declared as the charge of epsilon 1.
+        let declared = request(1.0).plan(&missions()).unwrap().cost;
+        let broken = request(40.0).plan(&missions()).unwrap();
+        // Flagged by far (frequencies 0.36 against 0.006), so fewer runs suffice.
+        let verdict = audit_plan(&broken, (declared.epsilon, declared.delta), 2_500);
+        eprintln!("audit of a broken synthetic table: {verdict:?}");
+        assert!(!verdict.violations.is_empty(), "{verdict:?}");
+    }
+
+    #[test]
+    fn audit_the_synthetic_table() {
+        let plan = request(1.0).plan(&missions()).unwrap();
+        let verdict = audit_plan(&plan, (plan.cost.epsilon, plan.cost.delta), SYNTHETIC_RUNS);
+        eprintln!("audit of the synthetic table: {verdict:?}");
+        assert!(plan.cost.epsilon <= 1.0);
+        assert!(verdict.events >= 3, "too few events to test");
+        assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
+    }
+}

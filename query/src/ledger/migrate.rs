@@ -14,6 +14,8 @@
 //!   binds it (`ctstats principal bind`): its earlier uploads are no evidence of where it
 //!   belongs, since nothing checked them, and guessing a binding from them could make a wrong
 //!   upload the rule.
+//! - 5: `synthetic_tables`, the DP synthetic tables (their metadata and Parquet), stored with
+//!   their charge as releases are.
 //!
 //! Version 1's charges migrate without losing or shrinking one:
 //! - a charge whose stored answer has only Gaussian parts gets the rho of its noise, re-derived
@@ -33,7 +35,7 @@ use super::*;
 use ctstats_dp::{Sensitivity, rho_of_gaussian};
 
 /// The schema this code writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The query hash of a charge that keeps spending the old totals held beyond their charges.
 pub const UNACCOUNTED: &str = "migrated:unaccounted";
@@ -53,7 +55,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     if version < 3 {
         to_v3(&tx)?;
     }
-    to_v4(&tx)?;
+    if version < 4 {
+        to_v4(&tx)?;
+    }
+    to_v5(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -130,6 +135,19 @@ fn to_v4(tx: &Connection) -> Result<()> {
              principal_id TEXT NOT NULL REFERENCES principals(id),
              mission TEXT NOT NULL,
              PRIMARY KEY (principal_id, mission)
+         );",
+    )?;
+    Ok(())
+}
+
+fn to_v5(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE synthetic_tables (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             dataset TEXT NOT NULL,
+             charge_id INTEGER NOT NULL UNIQUE REFERENCES charges(id),
+             info TEXT NOT NULL,
+             parquet BLOB NOT NULL
          );",
     )?;
     Ok(())

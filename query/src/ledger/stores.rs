@@ -63,19 +63,57 @@ impl Ledger {
             "UPDATE releases SET body = ?2 WHERE id = ?1",
             params![id, body(id)],
         )?;
-        let stored = tx.execute(
-            "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE id = ?1 AND refunded_at IS NULL",
-            params![
-                charge_id,
-                serde_json::json!({ "release_id": id }).to_string()
-            ],
-        )?;
-        if stored == 0 {
-            return Err(LedgerError::Refunded(charge_id));
-        }
+        answer_charge(&tx, charge_id, serde_json::json!({ "release_id": id }))?;
         tx.commit()?;
         Ok(id)
+    }
+
+    /// Store a synthetic table paid for by `paid`, in one transaction with the charge's answer
+    /// (the table's id, so asking again serves it free). `info` gets the new id and returns the
+    /// table's metadata JSON.
+    pub fn store_synthetic(
+        &self,
+        paid: Paid,
+        dataset: &str,
+        parquet: &[u8],
+        info: impl FnOnce(i64) -> String,
+    ) -> Result<i64> {
+        let charge_id = paid.charge_id;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO synthetic_tables (dataset, charge_id, info, parquet) VALUES (?1, ?2, '', ?3)",
+            params![dataset, charge_id, parquet],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE synthetic_tables SET info = ?2 WHERE id = ?1",
+            params![id, info(id)],
+        )?;
+        answer_charge(&tx, charge_id, serde_json::json!({ "synthetic_id": id }))?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The metadata JSON of every synthetic table of a dataset, newest first.
+    pub fn synthetic_tables(&self, dataset: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT info FROM synthetic_tables WHERE dataset = ?1 ORDER BY id DESC")?;
+        let rows = stmt.query_map([dataset], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// The metadata JSON and the Parquet of synthetic table `id` of a dataset.
+    pub fn synthetic_table(&self, dataset: &str, id: i64) -> Result<Option<(String, Vec<u8>)>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT info, parquet FROM synthetic_tables WHERE dataset = ?1 AND id = ?2",
+                params![dataset, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
     }
 
     /// The JSON of every release of a dataset, newest first.
@@ -122,4 +160,22 @@ impl Ledger {
             )
             .optional()?)
     }
+}
+
+/// Record `answer` as what charge `charge_id` paid for, in `tx`; a refunded charge takes no
+/// answer (its owner died and nothing may be released for it).
+fn answer_charge(
+    tx: &rusqlite::Transaction,
+    charge_id: i64,
+    answer: serde_json::Value,
+) -> Result<()> {
+    let stored = tx.execute(
+        "UPDATE charges SET answer = ?2, released_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+         WHERE id = ?1 AND refunded_at IS NULL",
+        params![charge_id, answer.to_string()],
+    )?;
+    if stored == 0 {
+        return Err(LedgerError::Refunded(charge_id));
+    }
+    Ok(())
 }

@@ -970,8 +970,10 @@ fn principals_from_before_bindings_are_bound_to_none_until_bound() {
         .unwrap();
     {
         let conn = ledger.conn();
-        conn.execute_batch("DROP TABLE principal_missions; PRAGMA user_version = 3;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE principal_missions; DROP TABLE synthetic_tables; PRAGMA user_version = 3;",
+        )
+        .unwrap();
     }
     drop(ledger);
     let ledger = Ledger::open(&path).unwrap();
@@ -979,7 +981,8 @@ fn principals_from_before_bindings_are_bound_to_none_until_bound() {
         .conn()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, migrate::SCHEMA_VERSION);
+    assert!(ledger.synthetic_tables("ds").unwrap().is_empty());
     assert!(
         ledger
             .principal(&old.id)

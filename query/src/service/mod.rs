@@ -9,6 +9,7 @@
 //!
 //! - [`queries`]: ask, preview, budget, the public catalogue;
 //! - [`releases`]: indicator releases, the stored releases, reference tables;
+//! - [`synthetic`]: DP synthetic tables (MST), stored and served like releases;
 //! - [`uploads`]: batches handed to the binary's [`Uploader`], and an organisation's reports;
 //! - [`admin`]: principals, budgets, the audit log;
 //! - [`views`]: what the engine hands back, as it goes on the wire.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod queries;
 pub mod releases;
+pub mod synthetic;
 pub mod uploads;
 pub mod views;
 
