@@ -5,3 +5,4 @@
 pub mod options;
 pub mod release;
 pub mod serve;
+pub mod synthesize;

@@ -85,6 +85,8 @@ enum Command {
         #[command(subcommand)]
         command: ctstats::release::ReleaseCommand,
     },
+    /// A DP synthetic table (MST) charged to a principal's budget, written as Parquet or CSV.
+    Synthesize(ctstats::synthesize::SynthesizeArgs),
     /// Load or show the reference tables (estimated victims, convictions).
     Reference {
         #[command(subcommand)]
@@ -196,6 +198,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Principal { command } => ctstats::serve::principal(&command)?,
         Command::Budget { command } => ctstats::serve::budget(&command)?,
         Command::Release { command } => ctstats::release::release(command)?,
+        Command::Synthesize(args) => ctstats::synthesize::run(args)?,
         Command::Reference { command } => ctstats::release::reference_command(command)?,
         Command::Withdraw {
             data,

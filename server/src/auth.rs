@@ -40,6 +40,9 @@ pub struct Ngo;
 /// Admins and analysts: the dataset-wide budget.
 #[derive(Debug)]
 pub struct DatasetReader;
+/// Analysts and admins: synthetic tables.
+#[derive(Debug)]
+pub struct Synthesizer;
 
 impl Roles for Querier {
     const ROLES: &'static [Role] = QUERY_ROLES;
@@ -55,6 +58,9 @@ impl Roles for Admin {
 }
 impl Roles for DatasetReader {
     const ROLES: &'static [Role] = &[Role::Admin, Role::Analyst];
+}
+impl Roles for Synthesizer {
+    const ROLES: &'static [Role] = service::synthetic::SYNTHETIC_ROLES;
 }
 impl Roles for Ngo {
     const ROLES: &'static [Role] = &[Role::Ngo];

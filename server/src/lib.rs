@@ -26,6 +26,7 @@ pub mod query;
 mod reference;
 mod releases;
 mod sql;
+mod synthetic;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -160,6 +161,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/releases/preview", post(releases::preview_release))
         .route("/v1/releases/{id}", get(releases::get_release))
+        .route(
+            "/v1/synthetic",
+            get(synthetic::list_synthetic).post(synthetic::create_synthetic),
+        )
+        .route("/v1/synthetic/preview", post(synthetic::preview_synthetic))
+        .route("/v1/synthetic/{id}", get(synthetic::get_synthetic))
+        .route(
+            "/v1/synthetic/{id}/records",
+            get(synthetic::get_synthetic_records),
+        )
         .route(
             "/v1/reference/{table}",
             get(reference::get_reference).put(reference::put_reference),

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::{AppState, audit, batches, budget, dashboard, dataset_budget, dimensions, principals};
 use crate::{query, sql};
-use crate::{reference, releases};
+use crate::{reference, releases, synthetic};
 
 struct BearerAuth;
 
@@ -41,7 +41,9 @@ impl Modify for BearerAuth {
         dataset_budget::set_dataset_budget, audit::audit_log, openapi_json,
         dimensions::list_indicators, releases::create_release, releases::preview_release, releases::list_releases,
         releases::get_release, reference::get_reference, reference::put_reference,
-        dashboard::dashboard, dashboard::upload_page, batches::template
+        dashboard::dashboard, dashboard::upload_page, batches::template,
+        synthetic::create_synthetic, synthetic::preview_synthetic, synthetic::list_synthetic,
+        synthetic::get_synthetic, synthetic::get_synthetic_records
     ),
     components(schemas(ErrorBody, ErrorDetail, SpecError, ctstats_query::sql::SqlError, Answer, answer::Cell, answer::Estimate)),
     modifiers(&BearerAuth)

@@ -11,3 +11,4 @@ mod ingest;
 mod release;
 mod serve;
 mod sql;
+mod synthetic;

@@ -574,6 +574,34 @@ async fn every_endpoint_answers_each_role_as_documented() {
             StatusCode::OK,
         ),
         (
+            Method::POST,
+            "/v1/synthetic/preview".into(),
+            Some(synthetic_request()),
+            Some(&[Role::Analyst, Role::Admin]),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic".into(),
+            None,
+            Some(&[Role::Admin, Role::Analyst, Role::Researcher, Role::Ngo]),
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic/1".into(),
+            None,
+            Some(&[Role::Admin, Role::Analyst, Role::Researcher, Role::Ngo]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic/1/records".into(),
+            None,
+            Some(&[Role::Admin, Role::Analyst, Role::Researcher, Role::Ngo]),
+            StatusCode::NOT_FOUND,
+        ),
+        (
             Method::DELETE,
             format!("/v1/principals/{}", t.victim_id),
             None,
@@ -1259,13 +1287,18 @@ async fn answers_come_as_csv_too_and_the_openapi_document_lists_every_route() {
         ("/dashboard", "get"),
         ("/upload", "get"),
         ("/v1/batches/template", "get"),
+        ("/v1/synthetic", "get"),
+        ("/v1/synthetic", "post"),
+        ("/v1/synthetic/preview", "post"),
+        ("/v1/synthetic/{id}", "get"),
+        ("/v1/synthetic/{id}/records", "get"),
     ] {
         assert!(
             paths[path][method].is_object(),
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(paths.len(), 22);
+    assert_eq!(paths.len(), 26);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["QuerySpec"].is_object());
 
@@ -1325,6 +1358,13 @@ enum Class {
     DpCharged,
     /// A stored release, served as it was stored when it was charged (never recomputed).
     Release,
+    /// A stored synthetic table (its metadata or its records), served as stored when charged.
+    Synthetic,
+}
+
+/// A small synthetic table request (the default columns).
+fn synthetic_request() -> Value {
+    json!({"name": "route test", "from": 2003, "to": 2008, "epsilon": 0.5, "delta": 1e-6})
 }
 
 /// One request of a route: method, documented path, URI, token, JSON body, class.
@@ -1602,6 +1642,46 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
             None,
             Class::Release,
         ),
+        (
+            Method::POST,
+            "/v1/synthetic",
+            "/v1/synthetic".into(),
+            Some(t.analyst.as_str()),
+            Some(synthetic_request()),
+            Class::DpCharged,
+        ),
+        (
+            Method::POST,
+            "/v1/synthetic/preview",
+            "/v1/synthetic/preview".into(),
+            Some(t.analyst.as_str()),
+            Some(synthetic_request()),
+            Class::Ledger,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic",
+            "/v1/synthetic".into(),
+            Some(t.researcher.as_str()),
+            None,
+            Class::Synthetic,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic/{id}",
+            "/v1/synthetic/1".into(),
+            Some(t.ngo.as_str()),
+            None,
+            Class::Synthetic,
+        ),
+        (
+            Method::GET,
+            "/v1/synthetic/{id}/records",
+            "/v1/synthetic/1/records?format=csv".into(),
+            Some(t.admin.as_str()),
+            None,
+            Class::Synthetic,
+        ),
     ];
 
     // Every documented route has a class here.
@@ -1637,6 +1717,12 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
                     (
                         status,
                         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    )
+                } else if path == "/v1/synthetic/{id}/records" {
+                    let (status, _, bytes) = send(&router, method, &uri, token, None, vec![]).await;
+                    (
+                        status,
+                        Value::String(String::from_utf8_lossy(&bytes).into()),
                     )
                 } else if ["/dashboard", "/upload", "/v1/batches/template"].contains(&path) {
                     let (status, _, bytes) = send(&router, method, &uri, None, None, vec![]).await;
@@ -1697,6 +1783,22 @@ async fn only_charged_dp_answers_and_own_upload_reports_depend_on_the_records() 
                         assert_eq!(list[0]["cost"], stored[0]["cost"]);
                     } else {
                         assert_eq!(body, &stored[0], "{uri} is not the stored release");
+                    }
+                }
+            }
+            Class::Synthetic => {
+                // Exactly what each service stored when the table was charged.
+                for (body, state) in [(&body_a, &a.state), (&body_b, &b_state)] {
+                    let (info, parquet) =
+                        state.ledger().synthetic_table(DATASET, 1).unwrap().unwrap();
+                    let info: Value = serde_json::from_str(&info).unwrap();
+                    if let Some(list) = body["tables"].as_array() {
+                        assert_eq!(list, &vec![info], "{uri}");
+                    } else if let Some(csv) = body.as_str() {
+                        let stored = ctstats_query::synthetic::parquet_to_csv(&parquet).unwrap();
+                        assert_eq!(csv.as_bytes(), stored.as_slice(), "{uri}");
+                    } else {
+                        assert_eq!(body, &info, "{uri} is not the stored table");
                     }
                 }
             }
