@@ -371,47 +371,69 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn column_expr(column: &Column, plan: &SyntheticPlan) -> String {
+/// A column's expression over `base` (below): dimensions are computed there; an exploitation
+/// flag reads `types`, the record's types as `,a,b,` text (null when none are recorded), which
+/// `base` builds once for all nine flags.
+fn column_expr(column: &Column, plan: &SyntheticPlan) -> (String, bool) {
     match column.source {
-        Source::Dimension(dim) => plan::dimension_expr(dim, plan.period, &plan.missions),
-        Source::Exploitation(t) => format!(
-            "CASE WHEN exploitation_types IS NULL OR cardinality(exploitation_types) = 0 \
-             THEN {unknown} WHEN strpos(concat(',', array_to_string(exploitation_types, ','), \
-             ','), {needle}) > 0 THEN {yes} ELSE {no} END",
-            unknown = quote(UNKNOWN),
-            needle = quote(&format!(",{},", t.name())),
-            yes = quote(YES),
-            no = quote(NO),
+        Source::Dimension(dim) => (
+            plan::dimension_expr(dim, plan.period, &plan.missions),
+            false,
+        ),
+        Source::Exploitation(t) => (
+            format!(
+                "CASE WHEN types IS NULL THEN {unknown} WHEN strpos(types, {needle}) > 0 \
+                 THEN {yes} ELSE {no} END",
+                unknown = quote(UNKNOWN),
+                needle = quote(&format!(",{},", t.name())),
+                yes = quote(YES),
+                no = quote(NO),
+            ),
+            true,
         ),
     }
 }
 
 /// The statement: the records of the period and missions, each person's first `k` in
-/// record-key order, counted by every column.
+/// record-key order, counted by every column. The bound is a running comparison with the
+/// record `k` rows back in (person, record key) order, which the snapshot's declared order
+/// streams without a sort or a partition per person (the same rows as `ROW_NUMBER() OVER
+/// (PARTITION BY person_key ORDER BY record_key) <= k`).
 pub(crate) fn statement(plan: &SyntheticPlan) -> String {
-    let columns: Vec<String> = plan
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{} AS c{i}", column_expr(c, plan)))
-        .collect();
+    let mut inner = Vec::new();
+    let mut outer = Vec::new();
+    for (i, c) in plan.columns.iter().enumerate() {
+        let (expr, on_types) = column_expr(c, plan);
+        if on_types {
+            outer.push(format!("{expr} AS c{i}"));
+        } else {
+            inner.push(format!("{expr} AS c{i}"));
+            outer.push(format!("c{i}"));
+        }
+    }
+    inner.push(
+        "CASE WHEN exploitation_types IS NULL OR cardinality(exploitation_types) = 0 THEN NULL \
+         ELSE concat(',', array_to_string(exploitation_types, ','), ',') END AS types"
+            .to_string(),
+    );
     let names: Vec<String> = (0..plan.columns.len()).map(|i| format!("c{i}")).collect();
     let missions: Vec<String> = plan.missions.iter().map(|m| quote(m)).collect();
     format!(
-        "WITH base AS (SELECT person_key, record_key, {columns} FROM records \
+        "WITH base AS (SELECT person_key, record_key, {inner} FROM records \
            WHERE registration_month >= DATE '{from}' AND registration_month < DATE '{until}' \
            AND reporting_mission IN ({missions})), \
-         ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY person_key ORDER BY record_key \
-           {rows}) AS contribution_rank FROM base) \
-         SELECT {names}, COUNT(*) AS n FROM ranked WHERE contribution_rank <= {k} \
-         GROUP BY {names}",
-        columns = columns.join(", "),
+         ranked AS (SELECT *, LAG(person_key, {k}) OVER (ORDER BY person_key, record_key \
+           {rows}) AS earlier FROM base), \
+         kept AS (SELECT {outer} FROM ranked WHERE earlier IS NULL OR earlier <> person_key) \
+         SELECT {names}, COUNT(*) AS n FROM kept GROUP BY {names}",
+        inner = inner.join(", "),
+        outer = outer.join(", "),
         from = plan.period.from.first_day(),
         until = plan.period.to.next().first_day(),
         missions = missions.join(", "),
+        k = plan.contribution_bound,
         rows = plan::ROWS,
         names = names.join(", "),
-        k = plan.contribution_bound,
     )
 }
 

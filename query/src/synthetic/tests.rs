@@ -372,3 +372,76 @@ fn the_parquet_and_csv_hold_the_table() {
     let csv = String::from_utf8(parquet_to_csv(&parquet).unwrap()).unwrap();
     assert_eq!(csv, "gender,age_band\nfemale,48+\nmale,0-8\nmale,48+\n");
 }
+
+#[test]
+fn the_bounding_keeps_each_persons_first_records_and_the_flags_read_the_types() {
+    use crate::ledger::Paid;
+    use crate::testdata::{block_on, in_memory, missions, rec, write_dataset};
+    // Persons with 1 to 5 records over two years, types varying, some none recorded.
+    let types: [Option<Vec<&'static str>>; 4] = [
+        Some(vec!["forced_labour"]),
+        Some(vec!["sexual_exploitation", "forced_labour"]),
+        None,
+        Some(vec![]),
+    ];
+    let mut recs = Vec::new();
+    for p in 0..30 {
+        for r in 0..(1 + p % 5) {
+            let mut x = rec(
+                &format!("p{p:02}"),
+                &format!("p{p:02}-{r}"),
+                2004 + (r % 2) as i32,
+            );
+            x.mission = if p % 3 == 0 { "UKR" } else { "KGZ" };
+            x.gender = Some(if r % 2 == 0 { "female" } else { "male" });
+            x.types = types[(p + r) % 4].clone();
+            recs.push(x);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), &recs);
+    for k in [1, 2, 3] {
+        let mut r = request(1.0);
+        r.from = 2004;
+        r.to = 2005;
+        r.max_records_per_person = Some(k);
+        r.columns = Some(
+            [
+                "mission",
+                "registration_year",
+                "gender",
+                "exploitation_forced_labour",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let plan = r.plan(&missions()).unwrap();
+        // Expected: each person's first k records in record-key order (the keys are the
+        // pseudonyms of the record ids, so the order is theirs, not the ids').
+        let read = |data: &crate::data::Data| {
+            let mut rows = block_on(contingency(&Paid::for_tests(), data, &plan))
+                .unwrap()
+                .rows;
+            rows.sort();
+            rows
+        };
+        let snapshot = read(&in_memory(dir.path()));
+        let files = read(&crate::data::Data::files(dir.path()));
+        assert_eq!(snapshot, files, "k = {k}");
+        let total: i64 = snapshot.iter().map(|(_, n)| n).sum();
+        let expected: i64 = (0..30).map(|p| (1 + p % 5).min(k as usize) as i64).sum();
+        assert_eq!(total, expected, "k = {k}");
+        // The flag: unknown for no or empty types, else whether forced_labour is among them.
+        let unknown = plan.columns[3]
+            .domain
+            .iter()
+            .position(|v| v == UNKNOWN)
+            .unwrap();
+        let flagged_unknown: i64 = snapshot
+            .iter()
+            .filter(|(c, _)| usize::from(c[3]) == unknown)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(flagged_unknown > 0 && flagged_unknown < total);
+    }
+}
