@@ -81,7 +81,6 @@ pub fn run(args: SynthesizeArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let (info, bytes, fresh) = runtime.block_on(async {
-        service.data().prepare().await?;
         let (info, fresh) = service.synthesize(&who, request).await?;
         let (_, bytes) = service.synthetic_table(&who, info.id, format).await?;
         Ok::<_, anyhow::Error>((info, bytes, fresh))

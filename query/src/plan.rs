@@ -459,11 +459,11 @@ fn column(dim: Dimension) -> String {
     format!("dim_{}", dim.name())
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn list(values: &[String]) -> String {
+pub(crate) fn list(values: &[String]) -> String {
     values
         .iter()
         .map(|v| quote(v))

@@ -416,7 +416,7 @@ pub fn build(
 }
 
 /// The time now, `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

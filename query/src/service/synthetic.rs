@@ -171,7 +171,7 @@ impl Service {
         let info = SyntheticInfo {
             id: 0,
             name: request.name.clone(),
-            created_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            created_at: crate::release::now(),
             created_by: principal.name.clone(),
             dataset: dataset.clone(),
             from: request.from,

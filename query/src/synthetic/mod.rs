@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dp::{self, Loss, Released, Sensitivity};
 use crate::ledger::{Cost, Paid};
-use crate::plan::{self, PlanError};
+use crate::plan::{self, PlanError, quote};
 use crate::spec::{Dimension, Month, Period, dimensions};
 use crate::spec::{NO, UNKNOWN, YES};
 use ctstats_schemas::codes::{CodeList, ExploitationType};
@@ -367,10 +367,6 @@ pub struct Contingency {
     pub generation: u64,
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A column's expression over `base` (below): dimensions are computed there; an exploitation
 /// flag reads `types`, the record's types as `,a,b,` text (null when none are recorded), which
 /// `base` builds once for all nine flags.
@@ -417,7 +413,6 @@ pub(crate) fn statement(plan: &SyntheticPlan) -> String {
             .to_string(),
     );
     let names: Vec<String> = (0..plan.columns.len()).map(|i| format!("c{i}")).collect();
-    let missions: Vec<String> = plan.missions.iter().map(|m| quote(m)).collect();
     format!(
         "WITH base AS (SELECT person_key, record_key, {inner} FROM records \
            WHERE registration_month >= DATE '{from}' AND registration_month < DATE '{until}' \
@@ -430,7 +425,7 @@ pub(crate) fn statement(plan: &SyntheticPlan) -> String {
         outer = outer.join(", "),
         from = plan.period.from.first_day(),
         until = plan.period.to.next().first_day(),
-        missions = missions.join(", "),
+        missions = plan::list(&plan.missions),
         k = plan.contribution_bound,
         rows = plan::ROWS,
         names = names.join(", "),
