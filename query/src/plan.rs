@@ -195,7 +195,7 @@ pub(crate) async fn run_statements(
 }
 
 /// Whether a file may hold registrations of `period`, judged from its `year=` directory.
-fn in_period(path: &str, period: Period) -> bool {
+pub(crate) fn in_period(path: &str, period: Period) -> bool {
     path.split('/').all(|segment| {
         segment.strip_prefix("year=").is_none_or(|year| {
             year.parse::<i32>()
@@ -740,6 +740,6 @@ fn cartesian(domains: &[Vec<String>]) -> Vec<Vec<String>> {
     cells
 }
 
-mod kernel;
+pub(crate) mod kernel;
 #[cfg(test)]
 mod tests;

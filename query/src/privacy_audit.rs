@@ -859,7 +859,7 @@ mod synthetic {
     #[test]
     fn a_synthetic_table_with_too_little_noise_is_flagged() {
         // The noise of epsilon 40, declared as the charge of epsilon 1.
-        let declared = request(1.0).plan(&missions()).unwrap().cost;
+        let declared = request(1.0).plan(&missions()).unwrap().noise.cost;
         let broken = request(40.0).plan(&missions()).unwrap();
         // Flagged by far (frequencies 0.36 against 0.006), so fewer runs suffice.
         let verdict = audit_plan(&broken, (declared.epsilon, declared.delta), 2_500);
@@ -870,9 +870,13 @@ mod synthetic {
     #[test]
     fn audit_the_synthetic_table() {
         let plan = request(1.0).plan(&missions()).unwrap();
-        let verdict = audit_plan(&plan, (plan.cost.epsilon, plan.cost.delta), SYNTHETIC_RUNS);
+        let verdict = audit_plan(
+            &plan,
+            (plan.noise.cost.epsilon, plan.noise.cost.delta),
+            SYNTHETIC_RUNS,
+        );
         eprintln!("audit of the synthetic table: {verdict:?}");
-        assert!(plan.cost.epsilon <= 1.0);
+        assert!(plan.noise.cost.epsilon <= 1.0);
         assert!(verdict.events >= 3, "too few events to test");
         assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
     }

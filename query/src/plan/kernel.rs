@@ -103,7 +103,7 @@ struct Query<'s> {
 }
 
 /// The days of `period` (see `Query::days`).
-fn period_days(period: Period) -> (i32, Vec<u16>) {
+pub(crate) fn period_days(period: Period) -> (i32, Vec<u16>) {
     let day = |year: i32, month: u32| {
         NaiveDate::from_ymd_opt(year, month, 1).map_or(0, |d| d.num_days_from_ce() - UNIX_EPOCH_CE)
     };
@@ -161,7 +161,7 @@ impl Value<'_> {
 }
 
 /// The items of a list row into `out`.
-fn items<'v>(list: &'v GenericListArray<i32>, row: usize, out: &mut Vec<&'v str>) {
+pub(crate) fn items<'v>(list: &'v GenericListArray<i32>, row: usize, out: &mut Vec<&'v str>) {
     out.clear();
     let offsets = list.value_offsets();
     let values: &StringArray = list.values().as_string::<i32>();
@@ -388,29 +388,34 @@ fn flag_keys(keys: &Keys) -> (u16, u16) {
 /// A coded text column's keys: the value's position in the domain, `unknown` for a null or a
 /// value outside it. Dictionary columns are looked up once per dictionary value.
 fn coded(array: &ArrayRef, keys: &Keys) -> Option<Vec<u16>> {
-    let lookup = |s: &str| keys.index.get(s).copied().unwrap_or(keys.unknown);
+    coded_by(array, |value| {
+        value
+            .and_then(|s| keys.index.get(s).copied())
+            .unwrap_or(keys.unknown)
+    })
+}
+
+/// A text column (plain, or a dictionary with 16-bit keys) as `lookup` of each row's value
+/// (`None` for a null). Dictionary columns are looked up once per dictionary value. `None` for a
+/// column of another type.
+pub(crate) fn coded_by(array: &ArrayRef, lookup: impl Fn(Option<&str>) -> u16) -> Option<Vec<u16>> {
     if let Some(dict) = array.as_dictionary_opt::<Int16Type>() {
         let values = dict.values().as_string_opt::<i32>()?;
         let mapped: Vec<u16> = (0..values.len())
-            .map(|i| {
-                if values.is_null(i) {
-                    keys.unknown
-                } else {
-                    lookup(values.value(i))
-                }
-            })
+            .map(|i| lookup((!values.is_null(i)).then(|| values.value(i))))
             .collect();
+        let missing = lookup(None);
         let codes = dict.keys();
         return Some(
             (0..dict.len())
                 .map(|row| {
                     if codes.is_null(row) {
-                        keys.unknown
+                        missing
                     } else {
                         usize::try_from(codes.value(row))
                             .ok()
                             .and_then(|c| mapped.get(c).copied())
-                            .unwrap_or(keys.unknown)
+                            .unwrap_or(missing)
                     }
                 })
                 .collect(),
@@ -419,13 +424,7 @@ fn coded(array: &ArrayRef, keys: &Keys) -> Option<Vec<u16>> {
     let strings = array.as_string_opt::<i32>()?;
     Some(
         (0..strings.len())
-            .map(|row| {
-                if strings.is_null(row) {
-                    keys.unknown
-                } else {
-                    lookup(strings.value(row))
-                }
-            })
+            .map(|row| lookup((!strings.is_null(row)).then(|| strings.value(row))))
             .collect(),
     )
 }

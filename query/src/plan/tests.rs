@@ -387,67 +387,6 @@ fn mission_domain_is_checked_against_the_missions_given() {
 // The neighbouring test: removing all records of one person changes every component by at
 // most its stated contribution bounds.
 
-const TYPES: [&str; 5] = [
-    "forced_labour",
-    "sexual_exploitation",
-    "forced_begging",
-    "slavery",
-    "other",
-];
-
-fn arb_record() -> impl Strategy<Value = Rec> {
-    (
-        (
-            prop::sample::select(vec!["KGZ", "UKR", "MDA"]),
-            2003..=2006i32,
-            1..=12u32,
-            0..1000u32,
-        ),
-        prop::option::of(-3..30i32),
-        prop::option::of(prop::sample::select(vec!["female", "male"])),
-        prop::option::of(prop::collection::vec(
-            prop::sample::select(TYPES.to_vec()),
-            0..4,
-        )),
-        prop::option::of(any::<bool>()),
-    )
-        .prop_map(
-            |((mission, year, month, key), closed, gender, types, shelter)| {
-                let start = i64::from(year) * 12 + i64::from(month) - 1;
-                let closed = closed.map(|d| {
-                    let m = start + i64::from(d);
-                    (m.div_euclid(12) as i32, m.rem_euclid(12) as u32 + 1)
-                });
-                Rec {
-                    mission,
-                    person: String::new(),
-                    record: format!("{key:03x}"),
-                    registration: (year, month),
-                    closed,
-                    gender,
-                    types,
-                    shelter_accepted: shelter,
-                }
-            },
-        )
-}
-
-fn arb_dataset() -> impl Strategy<Value = Vec<Rec>> {
-    prop::collection::vec(prop::collection::vec(arb_record(), 1..5), 1..5).prop_map(|persons| {
-        persons
-            .into_iter()
-            .enumerate()
-            .flat_map(|(p, recs)| {
-                recs.into_iter().enumerate().map(move |(i, mut r)| {
-                    r.person = format!("person{p}");
-                    r.record = format!("{}-{p}-{i}", r.record);
-                    r
-                })
-            })
-            .collect()
-    })
-}
-
 const NEIGHBOUR_QUERIES: &[&str] = &[
     r#""measure":"persons","group_by":["mission","registration_year"]"#,
     r#""measure":"cases","group_by":["exploitation_type","gender"]"#,

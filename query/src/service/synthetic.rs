@@ -68,7 +68,7 @@ impl Service {
     ) -> Result<SyntheticPreview> {
         require(principal, SYNTHETIC_ROLES)?;
         let plan = self.plan_synthetic(request).await?;
-        let (budget, after) = self.preview_charge(principal, plan.loss).await?;
+        let (budget, after) = self.preview_charge(principal, plan.noise.loss).await?;
         self.audit(
             principal,
             "synthetic_preview",
@@ -79,12 +79,12 @@ impl Service {
         .await?;
         Ok(SyntheticPreview {
             columns: plan.columns.iter().map(|c| c.name.clone()).collect(),
-            loss: plan.loss,
-            cost: plan.cost,
-            contribution_bound: plan.contribution_bound,
-            one_way_sigma: plan.one_way.scale,
-            two_way_sigma: plan.two_way.scale,
-            selection_scale: plan.selection.scale,
+            loss: plan.noise.loss,
+            cost: plan.noise.cost,
+            contribution_bound: plan.noise.contribution_bound,
+            one_way_sigma: plan.noise.one_way.scale,
+            two_way_sigma: plan.noise.two_way.scale,
+            selection_scale: plan.noise.selection.scale,
             budget,
             affordable: after.refused_by.is_none(),
             after,
@@ -121,7 +121,7 @@ impl Service {
             serde_json::to_string(&plan.request).map_err(EngineError::internal)?
         );
         let paid = match self
-            .pay(&principal, "synthetic", &hash, plan.loss, &detail)
+            .pay(&principal, "synthetic", &hash, plan.noise.loss, &detail)
             .await?
         {
             Paying::Reused { answer, .. } => {
@@ -161,8 +161,14 @@ impl Service {
         let ((table, parquet), generation) = match computed {
             Ok(c) => c,
             Err(e) => {
-                self.audit(&principal, "synthetic", detail, Some(plan.loss), "failed")
-                    .await?;
+                self.audit(
+                    &principal,
+                    "synthetic",
+                    detail,
+                    Some(plan.noise.loss),
+                    "failed",
+                )
+                .await?;
                 return Err(e);
             }
         };
@@ -179,22 +185,25 @@ impl Service {
             missions: plan.missions.clone(),
             columns: table.columns.clone(),
             rows: table.rows() as u64,
-            contribution_bound: plan.contribution_bound,
-            loss: plan.loss,
-            cost: plan.cost,
+            contribution_bound: plan.noise.contribution_bound,
+            loss: plan.noise.loss,
+            cost: plan.noise.cost,
             mechanism: "MST (1-way, selection and 2-way in thirds of rho; discrete Gaussian \
                         marginals, exponential-mechanism selection, tree model)"
                 .to_string(),
             guarantee: format!(
                 "rho-zCDP with rho = {:.6} for each person (all their records, at most {} kept), \
                  so ({:.4}, {:e})-DP: neighbouring datasets differ by one person",
-                plan.loss.rho, plan.contribution_bound, plan.cost.epsilon, plan.cost.delta
+                plan.noise.loss.rho,
+                plan.noise.contribution_bound,
+                plan.noise.cost.epsilon,
+                plan.noise.cost.delta
             ),
             tree: table.tree.clone(),
             kept_values: table.kept_values.clone(),
-            one_way_sigma: plan.one_way.scale,
-            two_way_sigma: plan.two_way.scale,
-            selection_scale: plan.selection.scale,
+            one_way_sigma: plan.noise.one_way.scale,
+            two_way_sigma: plan.noise.two_way.scale,
+            selection_scale: plan.noise.selection.scale,
             generation,
             request_hash: plan.hash.clone(),
         };
@@ -209,8 +218,14 @@ impl Service {
                 })
             })
             .await?;
-        self.audit(&principal, "synthetic", detail, Some(plan.loss), "answered")
-            .await?;
+        self.audit(
+            &principal,
+            "synthetic",
+            detail,
+            Some(plan.noise.loss),
+            "answered",
+        )
+        .await?;
         let mut info = info;
         info.id = id;
         Ok((info, true))

@@ -26,6 +26,7 @@
 //! maps of the two Gaussian measurements and the `d − 1` selections, at most the rho of the
 //! request's (epsilon, delta). Steps 4 and 5 are post-processing.
 
+mod kernel;
 pub mod model;
 #[cfg(test)]
 mod tests;
@@ -134,6 +135,14 @@ pub struct SyntheticPlan {
     pub columns: Vec<Column>,
     pub missions: Vec<String>,
     pub period: Period,
+    pub noise: Noise,
+    pub hash: String,
+}
+
+/// The noise and charge of MST over `d` columns with `k` records per person: a function of
+/// `d`, `k`, epsilon and delta alone.
+#[derive(Debug, Clone)]
+pub struct Noise {
     pub contribution_bound: u32,
     /// The 1-way measurement (all marginals as one vector).
     pub one_way: dp::GaussianPreview,
@@ -148,7 +157,55 @@ pub struct SyntheticPlan {
     pub loss: Loss,
     /// The loss as (epsilon, delta) at the request's delta.
     pub cost: Cost,
-    pub hash: String,
+}
+
+impl Noise {
+    /// Calibrate the three steps for `d` columns (at least 2) and `k` records per person at
+    /// (epsilon, delta), each step a third of the rho OpenDP converts them to (OpenDP
+    /// calibrates: call on a blocking thread).
+    pub fn calibrate(d: usize, k: u32, epsilon: f64, delta: f64) -> Result<Noise, RequestError> {
+        if d < 2 {
+            return Err(bad(format!("columns: at least 2 (got {d})")));
+        }
+        let dp = |e: dp::DpError| bad(e.to_string());
+        let rho = dp::rho_for(epsilon, delta).map_err(dp)?;
+        let d = d as u64;
+        let k64 = u64::from(k);
+        let one_way_sensitivity = Sensitivity {
+            l0: d * k64,
+            l1: d * k64,
+            linf: k64,
+        };
+        let two_way_sensitivity = Sensitivity {
+            l0: (d - 1) * k64,
+            l1: (d - 1) * k64,
+            linf: k64,
+        };
+        let third = rho / 3.0;
+        let one_way = dp::preview_gaussian(&one_way_sensitivity, third).map_err(dp)?;
+        let two_way = dp::preview_gaussian(&two_way_sensitivity, third).map_err(dp)?;
+        let selection = dp::preview_selection(f64::from(k), third / (d - 1) as f64).map_err(dp)?;
+        let spent = one_way.rho + selection.rho * (d - 1) as f64 + two_way.rho;
+        if spent > rho {
+            return Err(bad(format!(
+                "internal: the plan spends rho {spent}, more than {rho}"
+            )));
+        }
+        Ok(Noise {
+            contribution_bound: k,
+            one_way,
+            one_way_sensitivity,
+            selection,
+            two_way,
+            two_way_sensitivity,
+            step_rho: third,
+            loss: Loss::rho(spent),
+            cost: Cost {
+                epsilon: dp::epsilon_of_rho(spent, delta).map_err(dp)?,
+                delta,
+            },
+        })
+    }
 }
 
 /// Why a request cannot be planned.
@@ -297,32 +354,7 @@ impl SyntheticRequest {
                 c.domain.len()
             )));
         }
-        let dp = |e: dp::DpError| bad(e.to_string());
-        let rho = dp::rho_for(self.epsilon, self.delta).map_err(dp)?;
-        let d = columns.len() as u64;
-        let k64 = u64::from(k);
-        let one_way_sensitivity = Sensitivity {
-            l0: d * k64,
-            l1: d * k64,
-            linf: k64,
-        };
-        let two_way_sensitivity = Sensitivity {
-            l0: (d - 1) * k64,
-            l1: (d - 1) * k64,
-            linf: k64,
-        };
-        let third = rho / 3.0;
-        let one_way = dp::preview_gaussian(&one_way_sensitivity, third).map_err(dp)?;
-        let two_way = dp::preview_gaussian(&two_way_sensitivity, third).map_err(dp)?;
-        let selection = dp::preview_selection(f64::from(k), third / (d - 1) as f64).map_err(dp)?;
-        let spent = one_way.rho + selection.rho * (d - 1) as f64 + two_way.rho;
-        if spent > rho {
-            return Err(bad(format!(
-                "internal: the plan spends rho {spent}, more than {rho}"
-            )));
-        }
-        let loss = Loss::rho(spent);
-        let epsilon = dp::epsilon_of_rho(spent, self.delta).map_err(dp)?;
+        let noise = Noise::calibrate(columns.len(), k, self.epsilon, self.delta)?;
         let request = SyntheticRequest {
             name: name.to_string(),
             columns: Some(columns.iter().map(|c| c.name.clone()).collect()),
@@ -341,29 +373,21 @@ impl SyntheticRequest {
             columns,
             missions,
             period,
-            contribution_bound: k,
-            one_way,
-            one_way_sensitivity,
-            selection,
-            two_way,
-            two_way_sensitivity,
-            step_rho: third,
-            loss,
-            cost: Cost {
-                epsilon,
-                delta: self.delta,
-            },
+            noise,
             hash,
         })
     }
 }
+
+/// Combinations of cells (one per column) and how many records have each.
+pub type Counts = Vec<(Vec<u16>, i64)>;
 
 /// The exact contingency table of the bounded records: each distinct combination of cell
 /// indices (one per column) and how many records have it. Plain data, not noised: only
 /// [`synthesize`] turns it into something that may leave the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Contingency {
-    pub rows: Vec<(Vec<u16>, i64)>,
+    pub rows: Counts,
     pub generation: u64,
 }
 
@@ -426,15 +450,38 @@ pub(crate) fn statement(plan: &SyntheticPlan) -> String {
         from = plan.period.from.first_day(),
         until = plan.period.to.next().first_day(),
         missions = plan::list(&plan.missions),
-        k = plan.contribution_bound,
+        k = plan.noise.contribution_bound,
         rows = plan::ROWS,
         names = names.join(", "),
     )
 }
 
-/// The exact contingency table of `plan`'s bounded records. `_paid` is the ledger's proof that
-/// the noise is paid.
+/// The exact contingency table of `plan`'s bounded records: by the kernel over the snapshot
+/// when it is loaded, else by the statement. `_paid` is the ledger's proof that the noise is
+/// paid.
 pub async fn contingency(
+    paid: &Paid,
+    data: &crate::data::Data,
+    plan: &SyntheticPlan,
+) -> Result<Contingency, PlanError> {
+    let prune = |path: &str| plan::in_period(path, plan.period);
+    if let crate::data::Source::Snapshot(snapshot) = data.acquire(&prune).await? {
+        let generation = snapshot.info().generation;
+        let for_kernel = plan.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            kernel::contingency(snapshot.batches(), &for_kernel)
+        })
+        .await
+        .map_err(|e| PlanError::Internal(format!("the contingency kernel failed: {e}")))?;
+        if let Some(rows) = rows {
+            return Ok(Contingency { rows, generation });
+        }
+    }
+    by_statement(paid, data, plan).await
+}
+
+/// [`contingency`] by the statement, over the snapshot or the files.
+pub(crate) async fn by_statement(
     paid: &Paid,
     data: &crate::data::Data,
     plan: &SyntheticPlan,
@@ -465,7 +512,7 @@ fn read_batch(
     batch: &RecordBatch,
     index: &[HashMap<&str, u16>],
     unknown: &[Option<u16>],
-    rows: &mut Vec<(Vec<u16>, i64)>,
+    rows: &mut Counts,
 ) -> Result<(), PlanError> {
     let d = index.len();
     let internal = |e: arrow::error::ArrowError| PlanError::Internal(e.to_string());
@@ -625,10 +672,31 @@ fn pair_marginal(
 }
 
 /// Run MST on the exact table (steps 1 to 5 of the module docs); call on a blocking thread
-/// (OpenDP measurements are not `Send`). The caller has charged `plan.loss`.
+/// (OpenDP measurements are not `Send`). The caller has charged `plan.noise.loss`.
 pub fn synthesize(plan: &SyntheticPlan, exact: &Contingency) -> dp::Result<Released<Table>> {
-    let d = plan.columns.len();
-    let sizes: Vec<usize> = plan.columns.iter().map(|c| c.domain.len()).collect();
+    let columns: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+    let domains: Vec<Vec<String>> = plan.columns.iter().map(|c| c.domain.clone()).collect();
+    mst(&columns, &domains, &plan.noise, exact)
+}
+
+/// MST over any table of coded columns: `exact` counts combinations of cells into `domains`
+/// (one per column in `columns`), and `noise` is calibrated for that many columns. The caller
+/// has charged `noise.loss`; call on a blocking thread.
+pub fn mst(
+    columns: &[String],
+    domains: &[Vec<String>],
+    noise: &Noise,
+    exact: &Contingency,
+) -> dp::Result<Released<Table>> {
+    let d = columns.len();
+    let k = u64::from(noise.contribution_bound);
+    if domains.len() != d || noise.one_way_sensitivity.l0 != d as u64 * k {
+        return Err(dp::DpError::Internal(format!(
+            "MST over {d} columns was given {} domains and noise calibrated for another number",
+            domains.len()
+        )));
+    }
+    let sizes: Vec<usize> = domains.iter().map(Vec::len).collect();
     // 1. The 1-way marginals, as one vector.
     let mut one_way: Vec<i64> = Vec::with_capacity(sizes.iter().sum());
     for (i, &n) in sizes.iter().enumerate() {
@@ -638,10 +706,10 @@ pub fn synthesize(plan: &SyntheticPlan, exact: &Contingency) -> dp::Result<Relea
         }
         one_way.extend(counts);
     }
-    let released = dp::release_gaussian(&one_way, &plan.one_way_sensitivity, plan.step_rho)?;
-    check_scale(released.preview().scale, plan.one_way.scale, "1-way")?;
+    let released = dp::release_gaussian(&one_way, &noise.one_way_sensitivity, noise.step_rho)?;
+    check_scale(released.preview().scale, noise.one_way.scale, "1-way")?;
     let noisy_one = released.released();
-    let sigma1 = plan.one_way.scale;
+    let sigma1 = noise.one_way.scale;
     let mut compression = Vec::with_capacity(d);
     let mut node_measurements = Vec::with_capacity(d);
     let mut at = 0;
@@ -689,7 +757,7 @@ pub fn synthesize(plan: &SyntheticPlan, exact: &Contingency) -> dp::Result<Relea
         r
     }
     let mut selected: Vec<Released<(usize, usize)>> = Vec::with_capacity(d - 1);
-    let sensitivity = f64::from(plan.contribution_bound);
+    let sensitivity = f64::from(noise.contribution_bound);
     for _ in 1..d {
         let candidates: Vec<(usize, usize)> = {
             let mut c: Vec<(usize, usize)> = Vec::new();
@@ -703,7 +771,7 @@ pub fn synthesize(plan: &SyntheticPlan, exact: &Contingency) -> dp::Result<Relea
             c
         };
         let values: Vec<f64> = candidates.iter().map(|e| scores[e]).collect();
-        let Some(choice) = dp::select_max(&values, sensitivity, plan.selection)? else {
+        let Some(choice) = dp::select_max(&values, sensitivity, noise.selection)? else {
             break;
         };
         let edge = choice.map(|i| candidates[i]);
@@ -720,15 +788,15 @@ pub fn synthesize(plan: &SyntheticPlan, exact: &Contingency) -> dp::Result<Relea
     for &(p, c) in &tree.edges {
         two_way.extend(pair_marginal(exact, (p, c), &compression));
     }
-    let released = dp::release_gaussian(&two_way, &plan.two_way_sensitivity, plan.step_rho)?;
-    check_scale(released.preview().scale, plan.two_way.scale, "2-way")?;
+    let released = dp::release_gaussian(&two_way, &noise.two_way_sensitivity, noise.step_rho)?;
+    check_scale(released.preview().scale, noise.two_way.scale, "2-way")?;
     let noisy_two = released.released();
     let seed = dp::post_processing_seed()?;
 
     // 4 and 5: post-processing of the released marginals and tree.
-    let columns: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
-    let domains: Vec<Vec<String>> = plan.columns.iter().map(|c| c.domain.clone()).collect();
-    let sigma2 = plan.two_way.scale;
+    let columns = columns.to_vec();
+    let domains = domains.to_vec();
+    let sigma2 = noise.two_way.scale;
     Ok(noisy_one.zip(edges).zip(noisy_two).map(|((_, _), two)| {
         let mut measurements = node_measurements;
         let mut at = 0;

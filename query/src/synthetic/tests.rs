@@ -1,3 +1,4 @@
+use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -36,25 +37,27 @@ fn the_charge_is_opendps_map_of_each_step_and_within_the_budget() {
             17,
             "the default columns, the 9 flags expanded"
         );
-        let one = dp::rho_of_gaussian(plan.one_way.scale, &plan.one_way_sensitivity).unwrap();
-        let two = dp::rho_of_gaussian(plan.two_way.scale, &plan.two_way_sensitivity).unwrap();
+        let one =
+            dp::rho_of_gaussian(plan.noise.one_way.scale, &plan.noise.one_way_sensitivity).unwrap();
+        let two =
+            dp::rho_of_gaussian(plan.noise.two_way.scale, &plan.noise.two_way_sensitivity).unwrap();
         // (2k / scale)^2 / 8 per selection, as OpenDP's map says for a non-monotonic score.
-        let selection = (2.0 * f64::from(k) / plan.selection.scale).powi(2) / 8.0;
-        assert!((plan.selection.rho - selection).abs() <= 1e-9 * selection);
-        let sum = one + two + plan.selection.rho * (d - 1.0);
+        let selection = (2.0 * f64::from(k) / plan.noise.selection.scale).powi(2) / 8.0;
+        assert!((plan.noise.selection.rho - selection).abs() <= 1e-9 * selection);
+        let sum = one + two + plan.noise.selection.rho * (d - 1.0);
         assert!(
-            (plan.loss.rho - sum).abs() <= 1e-12 * sum,
+            (plan.noise.loss.rho - sum).abs() <= 1e-12 * sum,
             "{} vs {sum}",
-            plan.loss.rho
+            plan.noise.loss.rho
         );
         let budget = dp::rho_for(epsilon, 1e-6).unwrap();
-        assert!(plan.loss.rho <= budget && plan.loss.rho > 0.999 * budget);
-        assert!(plan.cost.epsilon <= epsilon && plan.cost.epsilon > 0.99 * epsilon);
+        assert!(plan.noise.loss.rho <= budget && plan.noise.loss.rho > 0.999 * budget);
+        assert!(plan.noise.cost.epsilon <= epsilon && plan.noise.cost.epsilon > 0.99 * epsilon);
         // The sensitivities are k·√d and k·√(d−1).
         // (rounded up, never down)
         for (s, n) in [
-            (plan.one_way_sensitivity, d),
-            (plan.two_way_sensitivity, d - 1.0),
+            (plan.noise.one_way_sensitivity, d),
+            (plan.noise.two_way_sensitivity, d - 1.0),
         ] {
             let exact = f64::from(k) * n.sqrt();
             assert!(s.l2() >= exact * (1.0 - 1e-15) && s.l2() <= exact * (1.0 + 1e-12));
@@ -443,5 +446,75 @@ fn the_bounding_keeps_each_persons_first_records_and_the_flags_read_the_types() 
             .map(|(_, n)| n)
             .sum();
         assert!(flagged_unknown > 0 && flagged_unknown < total);
+    }
+}
+
+/// The kernel's table of `columns` over the snapshot, and the statement's over the files, for
+/// one request (sorted, so they compare as sets).
+fn both_ways(recs: &[crate::testdata::Rec], request: &SyntheticRequest) -> (Counts, Counts) {
+    use crate::data::{Data, Source};
+    use crate::ledger::Paid;
+    use crate::testdata::{block_on, in_memory, missions, write_dataset};
+    let plan = request.plan(&missions()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_dataset(dir.path(), recs);
+    let mut by_kernel = block_on(async {
+        match in_memory(dir.path()).acquire(&|_| true).await.unwrap() {
+            Source::Snapshot(snapshot) => kernel::contingency(snapshot.batches(), &plan),
+            Source::Files(_) => panic!("the snapshot was not loaded"),
+        }
+    })
+    .expect("the kernel lays the table out");
+    let mut by_sql = block_on(by_statement(
+        &Paid::for_tests(),
+        &Data::files(dir.path()),
+        &plan,
+    ))
+    .unwrap()
+    .rows;
+    by_kernel.sort();
+    by_sql.sort();
+    (by_kernel, by_sql)
+}
+
+const KERNEL_COLUMNS: &[&str] = &[
+    "mission",
+    "registration_year",
+    "registration_quarter",
+    "registration_month",
+    "gender",
+    "shelter_accepted",
+    "exploitation_types",
+    "exploitation_slavery",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    // The kernel counts exactly what the statement counts: the same persons' first k records
+    // of the period and missions, the same cell for every value (nulls, empty type lists, a
+    // mission outside the request), whichever columns and order.
+    #[test]
+    fn the_contingency_kernel_equals_the_sql(
+        recs in crate::testdata::arb_dataset(),
+        columns in prop::sample::subsequence(KERNEL_COLUMNS.to_vec(), 2..=4).prop_shuffle(),
+        k in 1..=3u32,
+        from in 2003..=2006i32,
+        span in 0..=2i32,
+        one_mission in prop::option::of(prop::sample::select(vec!["KGZ", "UKR"])),
+    ) {
+        let mut r = request(1.0);
+        r.from = from;
+        r.to = from + span;
+        r.max_records_per_person = Some(k);
+        r.missions = one_mission.map(|m| vec![m.to_string()]);
+        let mut columns = columns;
+        // `exploitation_types` includes the slavery flag: a request may name it once.
+        if columns.contains(&"exploitation_types") {
+            columns.retain(|c| *c != "exploitation_slavery");
+        }
+        r.columns = Some(columns.iter().map(|c| c.to_string()).collect());
+        let (by_kernel, by_sql) = both_ways(&recs, &r);
+        prop_assert_eq!(by_kernel, by_sql, "{:?}", columns);
     }
 }
