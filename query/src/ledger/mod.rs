@@ -252,13 +252,14 @@ pub enum Charge {
 /// The ledger. One SQLite connection behind a mutex; every charge is one immediate transaction.
 #[derive(Debug)]
 pub struct Ledger {
+    /// The group-commit writer of charges, stored answers and the audit log (none for an
+    /// in-memory ledger, which writes on `conn`). First, so that it is dropped first: what is
+    /// queued is committed while this instance still holds its owner lock.
+    writer: Option<writer::Writer>,
     conn: Mutex<Connection>,
     path: std::path::PathBuf,
     /// This instance's id in the charges it makes, and the lock that says it is alive.
     owner: owners::Owner,
-    /// The group-commit writer of charges, stored answers and the audit log (none for an
-    /// in-memory ledger, which writes on `conn`).
-    writer: Option<writer::Writer>,
     /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
     /// a refused charge leaves the charges as they were, so its view is asked again and again).
     views: budgets::Views,

@@ -262,6 +262,58 @@ fn audit_log_is_append_only() {
     assert_eq!(ledger.audit_entries().unwrap().len(), 1);
 }
 
+// The entry of a re-served answer is queued, not awaited: a read of the log (even from another
+// thread, on another ledger instance after this one is dropped) sees every queued entry, in
+// order with the entries written around it.
+#[test]
+fn queued_reuse_entries_are_committed_before_the_log_is_read_and_when_the_ledger_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = Arc::new(Ledger::open(&path).unwrap());
+    ledger.audit(None, "query", "first", None, "ok").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let l = ledger.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    l.audit_reuse("p_1", "query", &format!("{t}-{i}")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let entries = ledger.audit_entries().unwrap();
+    assert_eq!(entries.len(), 201);
+    assert_eq!(entries[0].2, "first");
+    assert!(
+        entries[1..]
+            .iter()
+            .all(|e| e.3 == "reused" && e.0.as_deref() == Some("p_1"))
+    );
+    for t in 0..4 {
+        let mine: Vec<&str> = entries
+            .iter()
+            .map(|e| e.2.as_str())
+            .filter(|d| d.starts_with(&format!("{t}-")))
+            .collect();
+        let want: Vec<String> = (0..50).map(|i| format!("{t}-{i}")).collect();
+        assert_eq!(mine, want, "thread {t}'s entries, in its order");
+    }
+    // Queued and never read here: the drop commits them.
+    for i in 0..20 {
+        ledger
+            .audit_reuse("p_2", "query", &format!("late-{i}"))
+            .unwrap();
+    }
+    drop(Arc::into_inner(ledger).expect("the only handle"));
+    let reopened = Ledger::open(&path).unwrap();
+    let entries = reopened.audit_entries().unwrap();
+    assert_eq!(entries.len(), 221);
+    assert_eq!(entries[220].2, "late-19");
+}
+
 /// `x * 10^12` rounded up or down, from the exact decimal expansion of
 /// `x` (an independent route from the binary one in `exact_units`).
 fn oracle_units(x: f64, up: bool) -> i64 {

@@ -12,6 +12,13 @@
 //! write lock. Each job runs in its own savepoint: one that fails is rolled back alone and only
 //! its caller gets the error; when the transaction itself cannot commit, every caller of the
 //! group gets the error and nothing of it was committed.
+//!
+//! One kind of write does not wait: the audit entry of a re-served answer (nothing is charged
+//! or released by it) is queued for the next group commit ([`Ledger::write_later`]), so a
+//! re-served answer costs no fsync of its own. The queue is first in, first out: any later write
+//! that waits (a charge, a barrier before reading the audit log) commits it first, and dropping
+//! the ledger commits what is queued. Only a crash can lose such entries: at most those of the
+//! group in flight.
 
 use std::sync::mpsc;
 
@@ -24,6 +31,8 @@ use super::*;
 /// One write.
 pub(super) enum Job {
     Audit(Entry),
+    /// Nothing: waiting for it waits for every write queued before it.
+    Barrier,
     Charge(ChargeJob),
     /// Store the answer `charge_id` paid for, unless the charge was refunded.
     Store {
@@ -42,41 +51,86 @@ pub(super) enum Done {
 
 struct Pending {
     job: Job,
-    done: mpsc::SyncSender<Result<Done, String>>,
+    /// Whom to answer once committed; none for a write nobody waits for.
+    done: Option<mpsc::SyncSender<Result<Done, String>>>,
 }
 
 /// The writer thread's queue.
 #[derive(Debug)]
 pub(super) struct Writer {
-    queue: Mutex<mpsc::Sender<Pending>>,
+    /// `None` once the ledger is being dropped.
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     /// A writer over its own connection to the ledger file.
     pub(super) fn start(conn: Connection) -> Writer {
         let (queue, jobs) = mpsc::channel::<Pending>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ctstats-ledger-writer".into())
             .spawn(move || write_loop(conn, jobs))
             .expect("starting the ledger writer thread");
         Writer {
-            queue: Mutex::new(queue),
+            queue: Mutex::new(Some(queue)),
+            thread: Some(thread),
         }
+    }
+
+    fn send(&self, pending: Pending) -> Result<()> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(pending)
+            .map_err(|_| stopped())
     }
 
     /// Run `job` in the next group commit; returns once it is committed.
     fn run(&self, job: Job) -> Result<Done> {
         let (done, committed) = mpsc::sync_channel(1);
-        let stopped = || LedgerError::Write("the ledger writer stopped".into());
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Pending { job, done })
-            .map_err(|_| stopped())?;
+        self.send(Pending {
+            job,
+            done: Some(done),
+        })?;
         committed
             .recv()
             .map_err(|_| stopped())?
             .map_err(LedgerError::Write)
+    }
+
+    /// Queue `job` for the next group commit without waiting for it.
+    fn submit(&self, job: Job) -> Result<()> {
+        self.send(Pending { job, done: None })
+    }
+}
+
+fn stopped() -> LedgerError {
+    LedgerError::Write("the ledger writer stopped".into())
+}
+
+impl Drop for Writer {
+    /// Close the queue and wait for the thread to commit what is in it.
+    fn drop(&mut self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answer a job's caller, or log the failure of a job nobody waits for.
+fn answer(pending: Pending, result: Result<Done, String>) {
+    match pending.done {
+        Some(done) => {
+            let _ = done.send(result);
+        }
+        None => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a queued ledger write failed");
+            }
+        }
     }
 }
 
@@ -95,13 +149,13 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Pending>) {
         match run_group(&mut conn, group.iter().map(|p| &p.job)) {
             Ok(done) => {
                 for (pending, done) in group.into_iter().zip(done) {
-                    let _ = pending.done.send(done.map_err(|e| e.to_string()));
+                    answer(pending, done.map_err(|e| e.to_string()));
                 }
             }
             Err(e) => {
                 let message = e.to_string();
                 for pending in group {
-                    let _ = pending.done.send(Err(message.clone()));
+                    answer(pending, Err(message.clone()));
                 }
             }
         }
@@ -135,6 +189,7 @@ fn run_one(conn: &Connection, job: &Job) -> Result<Done> {
             audit::insert(conn, entry)?;
             Done::Audit
         }
+        Job::Barrier => Done::Audit,
         Job::Charge(charge) => Done::Charge(budgets::decide(conn, charge)?),
         Job::Store { charge_id, answer } => Done::Store(budgets::store(conn, *charge_id, answer)?),
     })
@@ -152,5 +207,19 @@ impl Ledger {
                 done.pop().expect("one job, one result")
             }
         }
+    }
+
+    /// Queue `job` for the writer's next group commit and return at once; for an in-memory
+    /// ledger, run it now. A failure of the write itself is logged, not returned.
+    pub(super) fn write_later(&self, job: Job) -> Result<()> {
+        match &self.writer {
+            Some(writer) => writer.submit(job),
+            None => self.write(job).map(drop),
+        }
+    }
+
+    /// Wait until every write queued before this call is committed.
+    pub(super) fn sync(&self) -> Result<()> {
+        self.write(Job::Barrier).map(drop)
     }
 }

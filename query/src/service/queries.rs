@@ -87,8 +87,9 @@ impl Service {
     }
 
     /// The caller `who` finds (an active principal), and its stored answer to `spec` if it
-    /// asked it before: a plain read, with the reuse's audit entry, in one blocking hop, before
-    /// any pricing or write lock. No answer is looked up for a caller without a query role.
+    /// asked it before: a plain read, with the reuse's audit entry (queued for the next group
+    /// commit, not awaited: nothing is charged or released), in one blocking hop, before any
+    /// pricing or write lock. No answer is looked up for a caller without a query role.
     async fn reuse(
         &self,
         spec: ValidatedSpec,
@@ -106,7 +107,7 @@ impl Service {
             let reused = l.reused(&principal.id, &ds, &hash)?;
             if reused.is_some() {
                 let detail = format!("{} {}", hash, spec.canonical_json());
-                l.audit(Some(&principal.id), "query", &detail, None, "reused")?;
+                l.audit_reuse(&principal.id, "query", &detail)?;
             }
             Ok((Some(principal), reused))
         })
