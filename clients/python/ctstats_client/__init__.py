@@ -247,3 +247,55 @@ class Client:
         """A release as the API's CSV text."""
         return self._request("GET", f"/v1/releases/{int(release_id)}",
                              params={"format": "csv"}).text
+
+    # -- synthetic tables ---------------------------------------------------------------------
+
+    def synthetic_preview(self, request: Optional[Dict[str, Any]] = None, **fields) -> Dict[str, Any]:
+        """What a synthetic table (the body of ``POST /v1/synthetic``: ``name``, ``from``,
+        ``to``, ``epsilon``, ``delta``, optional ``columns``, ``missions``,
+        ``max_records_per_person``) would charge and leave of the budgets; charges nothing. A
+        dict: rho, (epsilon, delta), the noise, the budgets after it, ``affordable``."""
+        return self.post_json("/v1/synthetic/preview", self._spec(request, fields))
+
+    def synthesize(self, request: Optional[Dict[str, Any]] = None, **fields) -> Dict[str, Any]:
+        """Make a DP synthetic table (analysts and admins), charged once to the caller's budget
+        and the dataset's, or served again free if the caller asked the same before. Keyword
+        ``from_`` stands for ``from`` (a Python keyword). A dict: the stored table's metadata
+        (``id``, ``rows``, ``columns``, cost, guarantee, tree); read its records with
+        :meth:`synthetic_records`."""
+        body = self._spec(request, {("from" if k == "from_" else k): v for k, v in fields.items()})
+        return self.post_json("/v1/synthetic", body)
+
+    def synthetic_tables(self):
+        """The stored synthetic tables, newest first, one row each (free for every role)."""
+        body = self.get_json("/v1/synthetic")
+        rows = []
+        for t in body["tables"]:
+            row = {k: v for k, v in t.items() if k not in ("cost", "loss", "tree", "kept_values")}
+            row["epsilon"] = t.get("cost", {}).get("epsilon")
+            row["delta"] = t.get("cost", {}).get("delta")
+            rows.append(row)
+        columns = list(rows[0].keys()) if rows else ["id", "name", "rows"]
+        return _table(rows, columns, {})
+
+    def synthetic_table(self, table_id: int) -> Dict[str, Any]:
+        """One synthetic table's metadata (a dict)."""
+        return self.get_json(f"/v1/synthetic/{int(table_id)}")
+
+    def synthetic_records(self, table_id: int):
+        """A synthetic table's records, one row each, every value a string of its column's
+        public domain (``unknown`` for a missing value); its metadata in ``.attrs`` / ``.meta``."""
+        import csv
+        import io
+
+        info = self.synthetic_table(table_id)
+        text = self._request("GET", f"/v1/synthetic/{int(table_id)}/records",
+                             params={"format": "csv"}).text
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
+        return _table(rows, list(reader.fieldnames or info.get("columns", [])), info)
+
+    def synthetic_parquet(self, table_id: int) -> bytes:
+        """A synthetic table's records as the API's Parquet bytes (``pandas.read_parquet``)."""
+        return self._request("GET", f"/v1/synthetic/{int(table_id)}/records",
+                             params={"format": "parquet"}).content

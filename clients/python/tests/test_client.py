@@ -112,6 +112,44 @@ def test_releases_are_listed_and_read_as_tables(researcher):
     assert len(_csv_rows(researcher.release_csv(first))) == len(release)
 
 
+SYNTHETIC = {"name": "client test table", "from": 2003, "to": 2006, "epsilon": 1.0,
+             "delta": 1e-6, "columns": ["mission", "gender", "age_band", "exploitation_types"]}
+
+
+def test_synthetic_tables_are_made_once_re_served_free_and_read_by_every_role(service,
+                                                                               researcher):
+    with Client(service["url"], service["analyst"]) as analyst:
+        preview = analyst.synthetic_preview(SYNTHETIC)
+        assert preview["affordable"] and preview["cost"]["epsilon"] <= 1.0
+        # Charged in rho: the budget after is what the preview said it would be.
+        before = analyst.budget()["rho_spent"]
+        made = analyst.synthesize(SYNTHETIC)
+        after = analyst.budget()
+        assert after["rho_spent"] - before == pytest.approx(preview["loss"]["rho"], rel=1e-6)
+        assert after["epsilon_left"] == pytest.approx(
+            preview["after"]["principal"]["epsilon_left"], rel=1e-9)
+        again = analyst.synthesize(SYNTHETIC)
+        assert again["id"] == made["id"]
+        assert analyst.budget()["rho_spent"] == after["rho_spent"]
+    flags = [c for c in made["columns"] if c.startswith("exploitation_")]
+    assert made["columns"][:3] == ["mission", "gender", "age_band"] and len(flags) == 9
+    with pytest.raises(Forbidden):
+        researcher.synthesize(SYNTHETIC)
+
+    listed = researcher.synthetic_tables()
+    assert made["id"] in set(int(i) for i in listed["id"])
+    records = researcher.synthetic_records(made["id"])
+    assert len(records) == made["rows"] and list(records.columns) == made["columns"]
+    assert records.attrs["guarantee"] == made["guarantee"]
+    assert set(records["mission"]) <= set(made["missions"])
+    for flag in flags:
+        assert set(records[flag]) <= {"yes", "no", "unknown"}
+    assert not [c for c in records.columns if "key" in c or c.endswith("_id")]
+    assert researcher.synthetic_parquet(made["id"])[:4] == b"PAR1"
+    with pytest.raises(NotFound):
+        researcher.synthetic_records(999_999)
+
+
 def test_refusals_raise_typed_errors_with_the_api_code(service, researcher):
     with pytest.raises(InvalidSql) as e:
         researcher.sql("SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1) mission, COUNT(*) "
