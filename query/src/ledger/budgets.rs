@@ -505,12 +505,11 @@ fn stored_answer(
     dataset: &str,
     query_hash: &str,
 ) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT answer FROM charges WHERE principal_id = ?1 AND dataset = ?2 AND query_hash = ?3 \
          AND answer IS NOT NULL ORDER BY id DESC LIMIT 1",
-        params![principal_id, dataset, query_hash],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![principal_id, dataset, query_hash], |r| r.get(0))
     .optional()
 }
 
@@ -527,32 +526,30 @@ fn principal_limit(
     principal_id: &str,
     dataset: &str,
 ) -> rusqlite::Result<Option<Limit>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT epsilon_total, delta_total, rho_total FROM budgets WHERE principal_id = ?1 AND dataset = ?2",
-        params![principal_id, dataset],
-        |r| {
+    )?
+    .query_row(params![principal_id, dataset], |r| {
             Ok(Limit {
                 epsilon: r.get(0)?,
                 delta: r.get(1)?,
                 rho: r.get(2)?,
             })
-        },
-    )
+    })
     .optional()
 }
 
 fn dataset_limit(conn: &Connection, dataset: &str) -> rusqlite::Result<Option<Limit>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT epsilon_total, delta_total, rho_total FROM dataset_budgets WHERE dataset = ?1",
-        params![dataset],
-        |r| {
-            Ok(Limit {
-                epsilon: r.get(0)?,
-                delta: r.get(1)?,
-                rho: r.get(2)?,
-            })
-        },
-    )
+    )?
+    .query_row(params![dataset], |r| {
+        Ok(Limit {
+            epsilon: r.get(0)?,
+            delta: r.get(1)?,
+            rho: r.get(2)?,
+        })
+    })
     .optional()
 }
 
@@ -562,15 +559,14 @@ fn units_where(
     condition: &str,
     args: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<Units> {
-    let (rho, approx_epsilon, approx_delta) = conn.query_row(
-        &format!(
+    // Cached statements: every re-served answer reads its caller's budget.
+    let (rho, approx_epsilon, approx_delta) = conn
+        .prepare_cached(&format!(
             "SELECT COALESCE(SUM(rho), 0), COALESCE(SUM(CASE WHEN delta > 0 THEN epsilon ELSE 0 END), 0), \
              COALESCE(SUM(delta), 0) FROM charges WHERE refunded_at IS NULL AND {condition}"
-        ),
-        args,
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let mut stmt = conn.prepare(&format!(
+        ))?
+        .query_row(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT epsilon FROM charges WHERE refunded_at IS NULL AND {condition} AND delta = 0 \
          AND epsilon > 0 ORDER BY id"
     ))?;

@@ -123,14 +123,11 @@ impl Ledger {
     pub fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
         let conn = self.conn();
         Ok(conn
-            .query_row(
-                &format!(
-                    "SELECT id, name, role, organisation, created_at, revoked_at, {MISSIONS} \
-                     FROM principals WHERE token_hash = ?1 AND revoked_at IS NULL"
-                ),
-                [token_hash(token)],
-                Self::principal_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT id, name, role, organisation, created_at, revoked_at, {MISSIONS} \
+                 FROM principals WHERE token_hash = ?1 AND revoked_at IS NULL"
+            ))?
+            .query_row([token_hash(token)], Self::principal_from_row)
             .optional()?)
     }
 
