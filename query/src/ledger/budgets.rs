@@ -199,6 +199,57 @@ impl Views {
     }
 }
 
+/// The charges' [`Units`] as the ledger's read connection last saw them, per principal and
+/// dataset (`None`: the dataset's), valid while nothing has been committed since: a re-served
+/// answer reports its caller's budget without summing every charge the caller ever made.
+///
+/// The stamp is SQLite's `PRAGMA data_version` (it changes when any other connection, the
+/// group-commit writer or another process, commits) with the read connection's own
+/// `total_changes` (its own writes, as an in-memory ledger makes them). The stamp is read before
+/// the charges are, so a cached entry is never older than its stamp: a commit in between makes
+/// the next stamp differ and the entry is read again.
+#[derive(Debug, Default)]
+pub(super) struct UnitsCache(Mutex<UnitsCacheInner>);
+
+#[derive(Debug, Default)]
+struct UnitsCacheInner {
+    stamp: Option<(i64, u64)>,
+    units: std::collections::HashMap<(String, Option<String>), Units>,
+}
+
+impl UnitsCache {
+    /// The units of `principal_id` on `dataset` (`None`: every principal's), from the cache when
+    /// nothing was committed since they were read. `conn` is the read connection, held.
+    fn get(&self, conn: &Connection, principal_id: Option<&str>, dataset: &str) -> Result<Units> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        let stamp = Some((version, conn.total_changes()));
+        let key = (dataset.to_string(), principal_id.map(str::to_string));
+        {
+            let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.stamp != stamp {
+                cache.units.clear();
+                cache.stamp = stamp;
+            } else if let Some(units) = cache.units.get(&key) {
+                return Ok(units.clone());
+            }
+        }
+        let units = match principal_id {
+            Some(p) => principal_units(conn, p, dataset)?,
+            None => dataset_units(conn, dataset)?,
+        };
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.stamp == stamp {
+            if cache.units.len() >= MAX_VIEWS {
+                cache.units.clear();
+            }
+            cache.units.insert(key, units.clone());
+        }
+        Ok(units)
+    }
+}
+
 /// A [`Loss`] in stored units, each part rounded up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct LossUnits {
@@ -397,7 +448,7 @@ impl Ledger {
         let Some(answer) = stored_answer(&conn, principal_id, dataset, query_hash)? else {
             return Ok(None);
         };
-        let units = principal_units(&conn, principal_id, dataset)?;
+        let units = self.units.get(&conn, Some(principal_id), dataset)?;
         drop(conn);
         let budget = self.views.get(&limit, &units)?;
         Ok(Some(Charge::Reused { answer, budget }))
@@ -421,11 +472,11 @@ impl Ledger {
         Ok(ChargePreview {
             principal: after(
                 principal_limit(&conn, principal_id, dataset)?,
-                principal_units(&conn, principal_id, dataset)?,
+                self.units.get(&conn, Some(principal_id), dataset)?,
             )?,
             dataset: after(
                 dataset_limit(&conn, dataset)?,
-                dataset_units(&conn, dataset)?,
+                self.units.get(&conn, None, dataset)?,
             )?,
         })
     }

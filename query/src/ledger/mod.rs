@@ -263,6 +263,8 @@ pub struct Ledger {
     /// Budget views already composed, by limit and charges (composing costs OpenDP conversions;
     /// a refused charge leaves the charges as they were, so its view is asked again and again).
     views: budgets::Views,
+    /// Charges as last read on `conn`, while nothing was committed since (re-served answers).
+    units: budgets::UnitsCache,
 }
 
 /// The schema as version 1 wrote it (`user_version` 0); `migrate` takes it to the current one.
@@ -360,6 +362,7 @@ impl Ledger {
             owner: owners::Owner::take(path)?,
             writer,
             views: budgets::Views::default(),
+            units: budgets::UnitsCache::default(),
         };
         let refunds = ledger.refund_abandoned()?;
         if !refunds.is_empty() {

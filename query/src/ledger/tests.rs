@@ -1067,3 +1067,60 @@ fn principals_from_before_bindings_are_bound_to_none_until_bound() {
         Err(LedgerError::NoSuchPrincipal(_))
     ));
 }
+
+// A re-served answer reports its caller's budget from a cache of the charges read before: every
+// commit since, by this instance's writer, by another instance on the same file (another
+// process), or on the connection itself (an in-memory ledger), is seen at the next read.
+#[test]
+fn a_reserved_answer_reports_every_charge_committed_since_by_anyone() {
+    let spent = |ledger: &Ledger, id: &str| match ledger.reused(id, "ds", "q1").unwrap() {
+        Some(Charge::Reused { budget, .. }) => budget.pure_epsilon_spent,
+        other => panic!("{other:?}"),
+    };
+    let previewed = |ledger: &Ledger, id: &str| {
+        let p = ledger.preview_charge(id, "ds", pure(0.0)).unwrap();
+        let dataset = p.dataset.map(|(b, _)| b.pure_epsilon_spent);
+        (p.principal.unwrap().0.pure_epsilon_spent, dataset)
+    };
+    let pay = |ledger: &Ledger, id: &str, hash: &str, epsilon: f64| {
+        let (paid, _) = charged(ledger.charge(id, "ds", hash, pure(epsilon)).unwrap());
+        ledger.store_answer(paid, "1").unwrap();
+    };
+    let (dir, first) = ledger();
+    let second = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let (p, _) = first.add_principal("a", Role::Analyst, None).unwrap();
+    first.set_budget(&p.id, "ds", 10.0, 0.0).unwrap();
+    first
+        .set_dataset_budget(
+            "ds",
+            Total::Approx {
+                epsilon: 10.0,
+                delta: 0.0,
+            },
+        )
+        .unwrap();
+    pay(&first, &p.id, "q1", 0.125);
+    for _ in 0..3 {
+        assert!((spent(&first, &p.id) - 0.125).abs() < 1e-9);
+    }
+    assert_eq!(previewed(&first, &p.id), (0.125, Some(0.125)));
+    pay(&first, &p.id, "q2", 0.25);
+    assert!((spent(&first, &p.id) - 0.375).abs() < 1e-9, "own writer");
+    pay(&second, &p.id, "q3", 0.5);
+    assert!(
+        (spent(&first, &p.id) - 0.875).abs() < 1e-9,
+        "another instance"
+    );
+    assert_eq!(previewed(&first, &p.id), (0.875, Some(0.875)));
+
+    let memory = Ledger::open(std::path::Path::new(":memory:")).unwrap();
+    let (m, _) = memory.add_principal("m", Role::Analyst, None).unwrap();
+    memory.set_budget(&m.id, "ds", 10.0, 0.0).unwrap();
+    pay(&memory, &m.id, "q1", 0.125);
+    assert!((spent(&memory, &m.id) - 0.125).abs() < 1e-9);
+    pay(&memory, &m.id, "q2", 0.25);
+    assert!(
+        (spent(&memory, &m.id) - 0.375).abs() < 1e-9,
+        "the connection's own write"
+    );
+}
