@@ -78,6 +78,26 @@ struct Inner {
     uploader: Option<Arc<dyn Uploader>>,
     /// Permits to aggregate (fair: waiters are served in order).
     aggregations: tokio::sync::Semaphore,
+    /// The queue of [`Service::read`]'s thread.
+    reads: std::sync::mpsc::Sender<ReadJob>,
+}
+
+/// A short ledger read for the reads thread.
+type ReadJob = Box<dyn FnOnce() + Send>;
+
+/// The thread that runs [`Service::read`]'s jobs, one at a time in arrival order, until every
+/// sender is gone. A job that panics fails only its own caller.
+fn start_reads() -> std::sync::mpsc::Sender<ReadJob> {
+    let (queue, jobs) = std::sync::mpsc::channel::<ReadJob>();
+    std::thread::Builder::new()
+        .name("ctstats-ledger-reads".into())
+        .spawn(move || {
+            for job in jobs {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })
+        .expect("starting the ledger reads thread");
+    queue
 }
 
 /// The engine. Cheap to clone: every clone shares the ledger and the aggregation permits.
@@ -113,6 +133,7 @@ impl Service {
                 config,
                 ledger,
                 uploader,
+                reads: start_reads(),
             }),
         }
     }
@@ -155,6 +176,30 @@ impl Service {
         tokio::task::spawn_blocking(move || f(&inner.ledger))
             .await
             .map_err(EngineError::internal)?
+            .map_err(EngineError::from)
+    }
+
+    /// Run a short ledger read (one that never waits for a commit: a token, a stored answer, a
+    /// budget, an audit entry queued for later) on the reads thread, in arrival order. Under
+    /// many concurrent callers this keeps re-served answers first in, first out, where blocking
+    /// threads contending for the read connection's lock would serve some late and re-wake the
+    /// rest at every hand-over.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move || {
+            let _ = reply.send(f(&inner.ledger));
+        });
+        self.inner
+            .reads
+            .send(job)
+            .map_err(|_| EngineError::internal("the ledger reads thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| EngineError::internal("a ledger read failed without an answer"))?
             .map_err(EngineError::from)
     }
 

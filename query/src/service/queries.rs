@@ -71,7 +71,7 @@ impl Service {
     }
 
     /// [`Service::ask`] for the holder of a bearer token. Who the caller is and whether it asked
-    /// the same before are found in one blocking hop, so a re-served answer costs one hop and
+    /// the same before are found in one hop, so a re-served answer costs one hop and
     /// one plain read; revocation still takes effect at once (the token is looked up each time).
     pub async fn ask_with_token(
         &self,
@@ -88,15 +88,15 @@ impl Service {
 
     /// The caller `who` finds (an active principal), and its stored answer to `spec` if it
     /// asked it before: a plain read, with the reuse's audit entry (queued for the next group
-    /// commit, not awaited: nothing is charged or released), in one blocking hop, before any
-    /// pricing or write lock. No answer is looked up for a caller without a query role.
+    /// commit, not awaited: nothing is charged or released), in one hop to the ledger's reads
+    /// thread, before any pricing or write lock. No answer is looked up for a caller without a query role.
     async fn reuse(
         &self,
         spec: ValidatedSpec,
         who: impl FnOnce(&ledger::Ledger) -> ledger::Result<Option<Principal>> + Send + 'static,
     ) -> Result<(Option<Principal>, Option<ledger::Charge>)> {
         let ds = self.config().dataset.clone();
-        self.db(move |l| {
+        self.read(move |l| {
             let Some(principal) = who(l)? else {
                 return Ok((None, None));
             };
