@@ -18,6 +18,7 @@ use crate::identity::RawIdentity;
 pub use crate::problem::RowIssue;
 use crate::problem::{FileProblem, Rule};
 use crate::profile::{DERIVED_FIELDS, DROPPED_COLUMNS, Profile, normalise_token};
+pub use row::MapMemo;
 
 /// A value of one canonical field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +85,8 @@ pub struct Mapper<'p> {
     header_len: usize,
     /// Target -> (column index, column name).
     columns: HashMap<String, (usize, String)>,
+    /// The column index of each canonical field (by its place in `FIELDS`), as in `columns`.
+    cells: Vec<Option<usize>>,
     /// (column index, column name, target, code)
     flags: Vec<(usize, String, String, &'static str)>,
     usage: ColumnUse,
@@ -99,6 +102,7 @@ impl<'p> Mapper<'p> {
             row_id_prefix,
             header_len: usize::MAX,
             columns: HashMap::new(),
+            cells: Vec::new(),
             flags: Vec::new(),
             usage: ColumnUse::default(),
         }
@@ -151,6 +155,10 @@ impl<'p> Mapper<'p> {
                     .push((i, header[i].clone(), flag.target.clone(), code));
             }
         }
+        self.cells = FIELDS
+            .iter()
+            .map(|f| self.columns.get(f.name).map(|(i, _)| *i))
+            .collect();
         self.usage = ColumnUse::default();
         for (target, (_, name)) in &self.columns {
             self.usage.mapped.push((name.clone(), target.clone()));

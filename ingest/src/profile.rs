@@ -236,4 +236,41 @@ impl Profile {
     pub fn is_missing(&self, normalised: &str) -> bool {
         normalised.is_empty() || self.missing.iter().any(|m| m == normalised)
     }
+
+    /// `is_missing(&normalised(cell))`, without building the normalised form: every cell of a
+    /// file is asked this, most of them names and codes that are not a missing token.
+    pub fn is_missing_cell(&self, cell: &str) -> bool {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            return true;
+        }
+        // `str::to_lowercase` lowers a word-final capital sigma to 'ς', one char at a time
+        // cannot tell: take the building path for it.
+        if cell.contains('Σ') {
+            return self.is_missing(&normalised(cell));
+        }
+        self.missing.iter().any(|m| normalises_to(cell, m))
+    }
+}
+
+/// Whether `normalised(cell) == token`, for a trimmed, non-empty `cell` without 'Σ': lower case,
+/// each run of whitespace one space, compared as it goes.
+fn normalises_to(cell: &str, token: &str) -> bool {
+    let mut want = token.chars();
+    let mut space = false;
+    for c in cell.chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if std::mem::take(&mut space) && want.next() != Some(' ') {
+            return false;
+        }
+        for lower in c.to_lowercase() {
+            if want.next() != Some(lower) {
+                return false;
+            }
+        }
+    }
+    want.next().is_none()
 }

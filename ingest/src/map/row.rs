@@ -13,10 +13,70 @@ use crate::profile::{DERIVED_FIELDS, normalised};
 /// Registration and other case dates before this are refused.
 const EARLIEST: (i32, u32, u32) = (1990, 1, 1);
 
+/// Cells longer than this are resolved each time, not remembered.
+const MEMO_CELL_BYTES: usize = 64;
+/// Distinct cells remembered per canonical field; past it, new ones are resolved each time.
+const MEMO_CELLS: usize = 4096;
+
+/// What the cells of one mapping thread resolved to, per canonical field: a file's code,
+/// country, flag and date cells repeat a few values, and each value resolves (profile map,
+/// code list, country table, date formats) the same way in every row. An entry keeps the
+/// value and the issues it raised (column, rule, message: never the cell), so a remembered
+/// cell reports exactly what resolving it again would. Kept for one header: it starts over
+/// when the mapper's header changes.
+#[derive(Debug, Default)]
+pub struct MapMemo {
+    header_len: usize,
+    slots: Vec<MemoSlot>,
+}
+
+#[derive(Debug, Default)]
+struct MemoSlot {
+    /// The field's value when its cell is empty or absent (the profile's default, or null).
+    empty: Option<MemoEntry>,
+    cells: std::collections::HashMap<Box<str>, MemoEntry, foldhash::fast::RandomState>,
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    value: Value,
+    issues: Vec<(String, Rule, String)>,
+}
+
+impl MapMemo {
+    fn slot(&mut self, mapper: &Mapper, slot: usize) -> &mut MemoSlot {
+        if self.header_len != mapper.header_len || self.slots.is_empty() {
+            self.header_len = mapper.header_len;
+            self.slots = (0..FIELDS.len()).map(|_| MemoSlot::default()).collect();
+        }
+        &mut self.slots[slot]
+    }
+}
+
 impl Mapper<'_> {
     /// Map one row, or list every rule it breaks.
     pub fn map(
         &self,
+        row_number: u64,
+        values: &[Option<String>],
+    ) -> Result<MappedRow, Vec<RowIssue>> {
+        self.map_row(None, row_number, values)
+    }
+
+    /// [`Mapper::map`], remembering what cells resolve to in `memo` (one per thread) for the
+    /// rows after. Gives the same result as `map` for every row.
+    pub fn map_with(
+        &self,
+        memo: &mut MapMemo,
+        row_number: u64,
+        values: &[Option<String>],
+    ) -> Result<MappedRow, Vec<RowIssue>> {
+        self.map_row(Some(memo), row_number, values)
+    }
+
+    fn map_row(
+        &self,
+        memo: Option<&mut MapMemo>,
         row_number: u64,
         values: &[Option<String>],
     ) -> Result<MappedRow, Vec<RowIssue>> {
@@ -25,13 +85,14 @@ impl Mapper<'_> {
             row: row_number,
             values,
             issues: Vec::new(),
+            memo,
         };
         let mut fields = vec![Value::Null; FIELDS.len()];
         for (i, f) in FIELDS.iter().enumerate() {
             if DERIVED_FIELDS.contains(&f.name) {
                 continue;
             }
-            fields[i] = cx.field_value(f.name, f.kind);
+            fields[i] = cx.field_value(i, f.name, f.kind);
         }
         cx.apply_flags(&mut fields);
 
@@ -83,6 +144,7 @@ struct RowContext<'a, 'p> {
     row: u64,
     values: &'a [Option<String>],
     issues: Vec<RowIssue>,
+    memo: Option<&'a mut MapMemo>,
 }
 
 impl<'a> RowContext<'a, '_> {
@@ -114,7 +176,7 @@ impl<'a> RowContext<'a, '_> {
             .and_then(|(i, _)| values.get(*i))
             .and_then(|v| v.as_deref())
             .map(str::trim)
-            .filter(|v| !mapper.profile.is_missing(&normalised(v)));
+            .filter(|v| !mapper.profile.is_missing_cell(v));
         from_cell.or_else(|| mapper.profile.defaults.get(target).map(String::as_str))
     }
 
@@ -125,7 +187,63 @@ impl<'a> RowContext<'a, '_> {
             .map(|v| (!v.is_empty()).then_some(v.as_str()))
     }
 
-    fn field_value(&mut self, name: &str, kind: FieldKind) -> Value {
+    /// The value of canonical field `slot` (named `name`), from the memo when its cell was
+    /// resolved before.
+    fn field_value(&mut self, slot: usize, name: &str, kind: FieldKind) -> Value {
+        let Some(memo) = self.memo.take() else {
+            return self.resolve(name, kind);
+        };
+        let cell = self.mapper.cells.get(slot).copied().flatten();
+        let cell = cell
+            .and_then(|c| self.values.get(c))
+            .and_then(|v| v.as_deref());
+        let value = match cell {
+            Some(text) if text.len() > MEMO_CELL_BYTES => self.resolve(name, kind),
+            _ => {
+                let memo_slot = memo.slot(self.mapper, slot);
+                let known = match cell {
+                    None => memo_slot.empty.as_ref(),
+                    Some(text) => memo_slot.cells.get(text),
+                };
+                match known {
+                    Some(entry) => {
+                        for (column, rule, message) in &entry.issues {
+                            self.issues.push(RowIssue {
+                                row: self.row,
+                                column: column.clone(),
+                                rule: *rule,
+                                message: message.clone(),
+                            });
+                        }
+                        entry.value.clone()
+                    }
+                    None => {
+                        let before = self.issues.len();
+                        let value = self.resolve(name, kind);
+                        let entry = MemoEntry {
+                            value: value.clone(),
+                            issues: self.issues[before..]
+                                .iter()
+                                .map(|i| (i.column.clone(), i.rule, i.message.clone()))
+                                .collect(),
+                        };
+                        match cell {
+                            None => memo_slot.empty = Some(entry),
+                            Some(text) if memo_slot.cells.len() < MEMO_CELLS => {
+                                memo_slot.cells.insert(text.into(), entry);
+                            }
+                            Some(_) => {}
+                        }
+                        value
+                    }
+                }
+            }
+        };
+        self.memo = Some(memo);
+        value
+    }
+
+    fn resolve(&mut self, name: &str, kind: FieldKind) -> Value {
         let Some(raw) = self.raw(name) else {
             return Value::Null;
         };

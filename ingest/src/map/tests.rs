@@ -238,3 +238,59 @@ fn ctdc_takes_the_value_forms_of_real_exports_and_still_refuses_wrong_values() {
     let issues = m.map(2, &row(&["c1", "2019-01", "0"])).unwrap_err();
     assert_eq!(issues[0].rule, Rule::InvalidCountry);
 }
+
+proptest::proptest! {
+    /// A memo shared by every row gives each row exactly what mapping it alone gives (values,
+    /// case id, identity, every issue with its row, column and rule), for valid and broken
+    /// cells, empty cells and defaults, and after the header changes under the same memo.
+    #[test]
+    fn mapping_with_a_memo_equals_mapping_each_row_alone(
+        picks in proptest::collection::vec(proptest::collection::vec(0usize..64, 12), 1..40),
+        shift_after in 0usize..40,
+    ) {
+        let pools: [&[&str]; 12] = [
+            &["A-1", "A-2", "", "B 7"],
+            &["Асанова", "ASANOVA", "", "н/д", "  Не  указано "],
+            &["Айгуль", "", "-", "Nurlan"],
+            &["14.03.1987", "1987-03-14", "31.02.1990", "", "03.2001", "01.01.1850", "2030-01-01"],
+            &["2005-06-20", "2019-02", "", "20.06.2005", "not a date", "1989-12-31", "2099-01-01"],
+            &["ж", "м", "female", "MALE", "x", "", "не указано"],
+            &["kg", "KGZ", "Kyrgyzstan", "zz", "Atlantis", "", "RU"],
+            &["forced labour; sexual_exploitation", "forced_labour", "nothing known", "", "begging;;"],
+            &["да", "нет", "1", "0", "maybe", ""],
+            &["да", "нет", "yes", "", "perhaps"],
+            &["33", "17", "", "121", "4.5", "-1"],
+            &["RU", "kz", "", "Narnia"],
+        ];
+        let cols = [
+            "case_id", "Фамилия", "Имя", "Дата рождения", "registration_date", "Пол",
+            "citizenship", "exploitation_types", "shelter_offered", "shelter_accepted", "age",
+            "country_of_exploitation",
+        ];
+        let p = profile::canonical();
+        let mut alone = Mapper::new(&p, today(), "f".into());
+        let mut remembering = Mapper::new(&p, today(), "f".into());
+        alone.set_header(&header(&cols)).unwrap();
+        remembering.set_header(&header(&cols)).unwrap();
+        let mut memo = MapMemo::default();
+        let mut shifted = false;
+        for (n, pick) in picks.iter().enumerate() {
+            let mut cells: Vec<&str> = pick.iter().zip(pools).map(|(i, pool)| pool[i % pool.len()]).collect();
+            if n == shift_after {
+                // A longer header: every column moves one place.
+                let mut longer = vec!["note"];
+                longer.extend(cols);
+                alone.set_header(&header(&longer)).unwrap();
+                remembering.set_header(&header(&longer)).unwrap();
+                shifted = true;
+            }
+            if shifted {
+                cells.insert(0, "free text");
+            }
+            let number = n as u64 + 2;
+            let expected = format!("{:?}", alone.map(number, &row(&cells)));
+            let got = format!("{:?}", remembering.map_with(&mut memo, number, &row(&cells)));
+            proptest::prop_assert_eq!(got, expected, "row {}", number);
+        }
+    }
+}

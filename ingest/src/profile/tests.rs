@@ -61,3 +61,24 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got.as_ref(), expected.as_str());
     }
 }
+
+proptest::proptest! {
+    /// The allocation-free missing check answers as normalising first and comparing does, for
+    /// any text: case, runs of whitespace, Cyrillic, the sigma whose lower case depends on its
+    /// place, and tokens of the built-in and a user profile alike.
+    #[test]
+    fn the_missing_check_without_normalising_agrees_with_normalising(
+        cell in "[ \\t\\u{a0}]{0,2}(?:[нНдДaAnN/ΣσςİI\\u{130}]|не указано|N / A|Не  Указано|ΣΟΣ|unknown|UNKNOWN|Н/Д|н/д|НЕТ   ДАННЫХ|NULL|-99| |\\t){0,6}[ \\t]{0,2}",
+    ) {
+        let mut p = ctdc();
+        p.missing.extend(["нд".to_string(), "не указано".to_string(), "n / a".to_string(),
+            "σος".to_string(), "i̇".to_string()]);
+        for profile in [canonical(), htcds(), ctdc(), p] {
+            proptest::prop_assert_eq!(
+                profile.is_missing_cell(&cell),
+                profile.is_missing(&normalised(&cell)),
+                "{:?} in {}", cell, profile.name
+            );
+        }
+    }
+}
