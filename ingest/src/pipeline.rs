@@ -360,7 +360,14 @@ enum Item {
 
 impl Item {
     fn of(mapper: &Mapper, pseudonymiser: &Pseudonymiser, row: read::SourceRow) -> Item {
-        match mapper.map(row.number, &row.values) {
+        Item::from_mapped(pseudonymiser, mapper.map(row.number, &row.values))
+    }
+
+    fn from_mapped(
+        pseudonymiser: &Pseudonymiser,
+        mapped: std::result::Result<crate::map::MappedRow, Vec<RowIssue>>,
+    ) -> Item {
+        match mapped {
             Ok(mapped) => Item::Valid(pseudonymiser.pseudonymise(mapped)),
             Err(issues) => Item::Invalid(issues),
         }
@@ -371,7 +378,8 @@ impl Item {
 const CHUNK_ROWS: usize = 1024;
 
 /// Read, map and pseudonymise on every core, and `consume` the rows in file order on this
-/// thread: one thread reads chunks of rows, mapping threads map and pseudonymise whole chunks,
+/// thread: one thread parses chunks of rows, mapping threads make their cells (text, checks),
+/// map and pseudonymise whole chunks,
 /// and this thread puts the chunks back in order. At most `2 × threads + 2` chunks exist at
 /// once (each takes a token that `consume` gives back), so memory stays bounded whatever the
 /// file size. Returns the fatal read problem that ended the file early, if any.
@@ -386,7 +394,7 @@ fn parallel_rows(
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let in_flight = 2 * threads + 2;
-    type Chunk = (u64, Vec<Result<read::SourceRow, FileProblem>>);
+    type Chunk = (u64, Vec<Result<read::PendingRow, FileProblem>>);
     let (tokens_in, tokens) = sync_channel::<()>(in_flight);
     for _ in 0..in_flight {
         tokens_in.send(()).expect("the receiver is alive");
@@ -406,7 +414,7 @@ fn parallel_rows(
                 }
                 let mut chunk = Vec::with_capacity(CHUNK_ROWS);
                 while chunk.len() < CHUNK_ROWS {
-                    match source.next_row() {
+                    match source.next_pending() {
                         Some(Ok(row)) => chunk.push(Ok(row)),
                         Some(Err(e)) if e.fatal => {
                             fatal = Some(e.problem);
@@ -430,6 +438,8 @@ fn parallel_rows(
         for _ in 0..threads {
             let (chunks, mapped_in) = (chunks.clone(), mapped_in.clone());
             scope.spawn(move || {
+                // The mapper does not change here: one memo serves all of this thread's rows.
+                let mut memo = crate::map::MapMemo::default();
                 loop {
                     let next = chunks
                         .lock()
@@ -437,10 +447,16 @@ fn parallel_rows(
                         .recv();
                     let Ok((seq, rows)) = next else { break };
                     let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // The cells are made here, not on the reading thread.
                         rows.into_iter()
-                            .map(|row| match row {
-                                Ok(row) => Item::of(mapper, pseudonymiser, row),
-                                Err(problem) => Item::Unreadable(problem),
+                            .filter_map(|row| match row.map(read::PendingRow::finish) {
+                                Ok(Ok(Some(row))) => Some(Item::from_mapped(
+                                    pseudonymiser,
+                                    mapper.map_with(&mut memo, row.number, &row.values),
+                                )),
+                                Ok(Ok(None)) => None,
+                                Ok(Err(e)) => Some(Item::Unreadable(e.problem)),
+                                Err(problem) => Some(Item::Unreadable(problem)),
                             })
                             .collect()
                     }));

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 use csv::ByteRecord;
 use encoding_rs::Encoding;
@@ -33,49 +34,92 @@ pub(super) fn open(
     let header = read_header(&mut reader, &mut record, &options.limits)?;
     Ok(Box::new(CsvSource {
         reader,
-        header,
-        record,
+        shape: Arc::new(Shape {
+            header,
+            limits: options.limits,
+        }),
+        sizes: (record.as_slice().len(), record.len()),
         encoding: input.encoding,
-        limits: options.limits,
         done: false,
     }))
+}
+
+/// What making a row's cells needs of the file: its header and limits.
+#[derive(Debug)]
+struct Shape {
+    header: Vec<String>,
+    limits: Limits,
 }
 
 /// Rows of a CSV file.
 #[derive(Debug)]
 struct CsvSource {
     reader: csv::Reader<TextReader>,
-    header: Vec<String>,
-    record: ByteRecord,
+    shape: Arc<Shape>,
+    /// Bytes and fields of the last record read: the next one is read into a record this size.
+    sizes: (usize, usize),
     encoding: &'static Encoding,
-    limits: Limits,
     done: bool,
+}
+
+/// A parsed CSV record whose cells are not made yet (see [`super::PendingRow`]).
+#[derive(Debug)]
+pub struct PendingCsv {
+    number: u64,
+    record: ByteRecord,
+    shape: Arc<Shape>,
+}
+
+impl PendingCsv {
+    /// The row; `Ok(None)` when all its cells are blank.
+    pub(super) fn finish(self) -> Result<Option<SourceRow>, ReadError> {
+        make_row(&self.shape, self.number, &self.record).transpose()
+    }
 }
 
 impl RowSource for CsvSource {
     fn header(&self) -> &[String] {
-        &self.header
+        &self.shape.header
     }
 
     fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>> {
-        while !self.done {
-            // Where the record about to be read starts (or a blank line before it).
-            let start_line = self.reader.position().line();
-            match self.reader.read_byte_record(&mut self.record) {
-                Ok(false) => self.done = true,
-                Ok(true) => {
-                    self.reader.get_mut().start_record();
-                    if let Some(row) = self.convert() {
-                        return Some(row);
-                    }
-                }
-                Err(err) => {
-                    self.done = true;
-                    return Some(Err(csv_failure(err, start_line)));
-                }
+        while let Some(next) = self.next_pending() {
+            match next.and_then(super::PendingRow::finish) {
+                Ok(Some(row)) => return Some(Ok(row)),
+                Ok(None) => {} // all blank, like a blank line
+                Err(e) => return Some(Err(e)),
             }
         }
         None
+    }
+
+    fn next_pending(&mut self) -> Option<Result<super::PendingRow, ReadError>> {
+        if self.done {
+            return None;
+        }
+        // Where the record about to be read starts (or a blank line before it).
+        let start_line = self.reader.position().line();
+        let mut record = ByteRecord::with_capacity(self.sizes.0, self.sizes.1);
+        match self.reader.read_byte_record(&mut record) {
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Ok(true) => {
+                self.reader.get_mut().start_record();
+                self.sizes = (record.as_slice().len(), record.len());
+                let pending = PendingCsv {
+                    number: self.number(&record),
+                    record,
+                    shape: self.shape.clone(),
+                };
+                Some(Ok(super::PendingRow::Csv(pending)))
+            }
+            Err(err) => {
+                self.done = true;
+                Some(Err(csv_failure(err, start_line)))
+            }
+        }
     }
 
     fn encoding(&self) -> Option<&'static str> {
@@ -84,53 +128,52 @@ impl RowSource for CsvSource {
 }
 
 impl CsvSource {
-    /// The current record as a row; `None` when all its cells are blank.
-    fn convert(&self) -> Option<Result<SourceRow, ReadError>> {
-        let cells: Vec<Cow<'_, str>> = self.record.iter().map(String::from_utf8_lossy).collect();
-        if cells.iter().all(|cell| cell.trim().is_empty()) {
-            return None;
-        }
-        // The line the record starts on, counted back from where it ended: its start position
-        // would point before any blank lines the parser skipped. Line ends are all `\n` here
-        // (see `LineGuard::fold_line_ends`); the terminator is consumed unless the file ended.
+    /// The line `record` (just read) starts on, counted back from where it ended: its start
+    /// position would point before any blank lines the parser skipped. Line ends are all `\n`
+    /// here (see `LineGuard::fold_line_ends`); the terminator is consumed unless the file ended.
+    fn number(&self, record: &ByteRecord) -> u64 {
         let end = self.reader.position().line();
         let last = if self.reader.is_done() { end } else { end - 1 };
-        let inner = self
-            .record
-            .as_slice()
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        let number = last.saturating_sub(inner).max(1);
-        Some(self.row(number, &cells))
+        let inner = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        last.saturating_sub(inner).max(1)
     }
+}
 
-    fn row(&self, number: u64, cells: &[Cow<'_, str>]) -> Result<SourceRow, ReadError> {
-        if cells.len() > self.header.len() {
-            return Err(ReadError::in_row(
-                number,
-                None,
-                Rule::FieldCount,
-                format!(
-                    "the row has {} fields but the header has {} columns; check the delimiter and quote \
-                     cells that contain it",
-                    cells.len(),
-                    self.header.len()
-                ),
-            ));
-        }
-        let mut values = cells
-            .iter()
-            .enumerate()
-            .map(|(index, cell)| {
-                text_cell(cell, number, &self.limits, || {
-                    column_label(&self.header, index)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        values.resize(self.header.len(), None);
-        Ok(SourceRow { number, values })
+/// Record `number` as a row; `None` when all its cells are blank.
+fn make_row(
+    shape: &Shape,
+    number: u64,
+    record: &ByteRecord,
+) -> Option<Result<SourceRow, ReadError>> {
+    let cells: Vec<Cow<'_, str>> = record.iter().map(String::from_utf8_lossy).collect();
+    if cells.iter().all(|cell| cell.trim().is_empty()) {
+        return None;
     }
+    Some(row(shape, number, &cells))
+}
+
+fn row(shape: &Shape, number: u64, cells: &[Cow<'_, str>]) -> Result<SourceRow, ReadError> {
+    let header = &shape.header;
+    if cells.len() > header.len() {
+        return Err(ReadError::in_row(
+            number,
+            None,
+            Rule::FieldCount,
+            format!(
+                "the row has {} fields but the header has {} columns; check the delimiter and quote \
+                 cells that contain it",
+                cells.len(),
+                header.len()
+            ),
+        ));
+    }
+    let mut values = cells
+        .iter()
+        .enumerate()
+        .map(|(index, cell)| text_cell(cell, number, &shape.limits, || column_label(header, index)))
+        .collect::<Result<Vec<_>, _>>()?;
+    values.resize(header.len(), None);
+    Ok(SourceRow { number, values })
 }
 
 /// Reads the first record as the header: names trimmed, BOM stripped, checked.

@@ -114,6 +114,25 @@ impl ReadOptions {
     }
 }
 
+/// A row as [`RowSource::next_pending`] hands it out.
+#[derive(Debug)]
+pub enum PendingRow {
+    Ready(SourceRow),
+    /// A parsed CSV record: its cells' text conversion and checks are still to do.
+    Csv(csv::PendingCsv),
+}
+
+impl PendingRow {
+    /// The row, with every check `next_row` would have made; `Ok(None)` for a row of blank
+    /// cells, which `next_row` skips like a blank line. Its errors are row-level, never fatal.
+    pub fn finish(self) -> Result<Option<SourceRow>, ReadError> {
+        match self {
+            PendingRow::Ready(row) => Ok(Some(row)),
+            PendingRow::Csv(pending) => pending.finish(),
+        }
+    }
+}
+
 /// One row of a source file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRow {
@@ -168,6 +187,12 @@ pub trait RowSource: Send {
     fn header(&self) -> &[String];
     /// The next row, a row-level error (`fatal == false`: go on) or a fatal one (stop).
     fn next_row(&mut self) -> Option<Result<SourceRow, ReadError>>;
+    /// [`RowSource::next_row`], with the making of the row's cells left to
+    /// [`PendingRow::finish`], which the caller may run on another thread: the CSV reader only
+    /// parses here. Rows of blank cells come out too (`finish` drops them).
+    fn next_pending(&mut self) -> Option<Result<PendingRow, ReadError>> {
+        self.next_row().map(|next| next.map(PendingRow::Ready))
+    }
     /// The text encoding used (`UTF-8`, `windows-1251`, ...); `None` for binary formats.
     fn encoding(&self) -> Option<&'static str>;
 }

@@ -173,6 +173,10 @@ impl<R> LineGuard<R> {
     /// Excel on Windows writes) would be numbered from the line before it, and every row of a
     /// CR-only file (Excel for Mac's "CSV (Macintosh)") would be line 1.
     fn fold_line_ends(&mut self, chunk: &mut [u8]) -> usize {
+        // The usual chunk has no CR at all (and `contains` on bytes is a memchr).
+        if !self.after_cr && !chunk.contains(&b'\r') {
+            return chunk.len();
+        }
         let mut kept = 0;
         for index in 0..chunk.len() {
             let byte = chunk[index];
@@ -192,6 +196,23 @@ impl<R> LineGuard<R> {
 
     /// How many leading bytes of `chunk` stay within the limits; records the overflow if any.
     fn accept(&mut self, chunk: &[u8]) -> usize {
+        // A chunk that cannot reach either limit (the usual case: chunks are a few KiB, the
+        // limits MiB) only moves the counters; the byte loop below finds where one is reached.
+        let mut room = self.max.saturating_sub(self.line_len);
+        if self.record_limit {
+            room = room.min(self.max.saturating_sub(self.record_len));
+        }
+        if chunk.len() <= room {
+            self.record_len += chunk.len();
+            match chunk.iter().rposition(|&b| b == b'\n') {
+                Some(last) => {
+                    self.lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+                    self.line_len = chunk.len() - last - 1;
+                }
+                None => self.line_len += chunk.len(),
+            }
+            return chunk.len();
+        }
         for (index, &byte) in chunk.iter().enumerate() {
             self.record_len += 1;
             if self.record_limit && self.record_len > self.max {
