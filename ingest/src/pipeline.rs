@@ -379,10 +379,10 @@ const CHUNK_ROWS: usize = 1024;
 
 /// Read, map and pseudonymise on every core, and `consume` the rows in file order on this
 /// thread: one thread parses chunks of rows, mapping threads make their cells (text, checks),
-/// map and pseudonymise whole chunks,
-/// and this thread puts the chunks back in order. At most `2 × threads + 2` chunks exist at
-/// once (each takes a token that `consume` gives back), so memory stays bounded whatever the
-/// file size. Returns the fatal read problem that ended the file early, if any.
+/// map and pseudonymise whole chunks, and this thread puts the chunks back in order. At most
+/// `2 × threads + 2` chunks exist at once (each takes a token that `consume` gives back), so
+/// memory stays bounded whatever the file size. Returns the fatal read problem that ended the
+/// file early, if any.
 fn parallel_rows(
     mut source: Box<dyn read::RowSource>,
     mapper: &Mapper,

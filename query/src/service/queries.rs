@@ -89,7 +89,8 @@ impl Service {
     /// The caller `who` finds (an active principal), and its stored answer to `spec` if it
     /// asked it before: a plain read, with the reuse's audit entry (queued for the next group
     /// commit, not awaited: nothing is charged or released), in one hop to the ledger's reads
-    /// thread, before any pricing or write lock. No answer is looked up for a caller without a query role.
+    /// thread, before any pricing or write lock. No answer is looked up for a caller without a
+    /// query role.
     async fn reuse(
         &self,
         spec: ValidatedSpec,
